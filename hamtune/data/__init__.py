@@ -1,0 +1,1 @@
+"""The HAM10000 data layer: reading, checking, splitting, weighting, caching and feeding images."""
