@@ -1,0 +1,657 @@
+"""Sweep files: YAML in, typed frozen config objects out, validated once at load.
+
+Constraints are declared as data (`_schema()`: one `Field` per key) and every violation is
+reported in one shape, `<file>: <dotted.key> must be <what is allowed>, got <value>`, all
+errors at once, so a user fixes a sweep file in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from hamtune.errors import ConfigError
+
+#: Storage and data URI schemes that pyarrow.fs (and so Ray) can read; anything else is a local path.
+URI_SCHEMES: tuple[str, ...] = ("file", "gs", "s3")
+#: The float hyperparameters of `SpaceConfig` and `TrialPoint` (each a `FloatRange` in the space).
+FLOAT_PARAMETERS: tuple[str, ...] = ("learning_rate", "dropout", "class_weight_power")
+#: `with_overrides` keywords (the CLI's flags) and the sweep key each one replaces.
+OVERRIDES: dict[str, str] = {"name": "name", "data_dir": "data.dir", "storage": "storage", "trials": "search.trials"}
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    images: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dir: str | None  # absolute local path or URI; None means synthetic data
+    format: str
+    image_size: int
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+    cache_dir: str | None  # None: the cache module's default
+    synthetic: SyntheticConfig
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    models: tuple[str, ...]
+    learning_rate: FloatRange
+    dropout: FloatRange
+    class_weight_power: FloatRange
+    unfreeze_depth: dict[str, IntRange]  # exactly one range per model in `models`
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """One full set of trial parameters (a `points_to_evaluate` entry)."""
+
+    model: str
+    learning_rate: float
+    dropout: float
+    class_weight_power: float
+    unfreeze_depth: int
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    seed: int
+    trials: int
+    max_concurrent: int
+    points_to_evaluate: tuple[TrialPoint, ...]
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    type: str  # "asha" or "none"
+    grace_period: int
+    max_epochs: int  # resolved: training.epochs when the file leaves it null
+    reduction_factor: float
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int
+    warmup_epochs: int
+    batch_size: int
+    patience: int
+    fine_tune_lr_scale: float
+    weights: str  # "imagenet", "none" or an absolute path to an existing weights file
+    mixed_precision: bool
+
+
+@dataclass(frozen=True)
+class ModelResources:
+    cpus: float
+    gpus: float
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    cpus_per_trial: float
+    gpus_per_trial: float
+    per_model: dict[str, ModelResources]  # fully resolved; models without an entry use the defaults
+
+    def for_model(self, name: str) -> ModelResources:
+        """The resources one trial of `name` asks Ray for."""
+        return self.per_model.get(name, ModelResources(self.cpus_per_trial, self.gpus_per_trial))
+
+
+@dataclass(frozen=True)
+class FailuresConfig:
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    data: DataConfig
+    space: SpaceConfig
+    search: SearchConfig
+    scheduler: SchedulerConfig
+    training: TrainingConfig
+    resources: ResourcesConfig
+    storage: str  # absolute local path or URI
+    failures: FailuresConfig
+    source: str  # the sweep file's path, or "<dict>"
+    text: str  # the original YAML text, kept with the experiment for provenance
+
+
+# --- constraints: what a value may be, stated once, in words the messages reuse -------------
+
+_INVALID = object()  # a value that failed its check: later rules that need it are skipped
+_REQUIRED = object()  # a Field default meaning "no default"
+
+
+class Constraint(Protocol):
+    """What one key may be: `clean` returns the value normalised or raises ValueError (text: a hint)."""
+
+    def clean(self, value: Any) -> Any: ...
+
+    def __str__(self) -> str: ...  # completes "<key> must be ..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An int or float between bounds; `closed` says which bounds are included."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # both | left | right | neither
+
+    def clean(self, value: Any) -> Any:
+        if self.kind is float and not (_is_number(value) and math.isfinite(value)):
+            raise ValueError(_yaml_float_hint(value))
+        if self.kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError("")
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not left)):
+            raise ValueError("")
+        if self.high is not None and (value > self.high or (value == self.high and not right)):
+            raise ValueError("")
+        return self.kind(value)
+
+    def __str__(self) -> str:
+        left = "(-inf" if self.low is None else f"{'[' if self.closed in ('both', 'left') else '('}{self.low}"
+        right = "inf)" if self.high is None else f"{self.high}{']' if self.closed in ('both', 'right') else ')'}"
+        return f"{'an int' if self.kind is int else 'a float'} in {left}, {right}"
+
+
+def _yaml_float_hint(value: Any) -> str:
+    """PyYAML reads `1e-5` (no dot) as a string: say so, because the value looks right."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-5)"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    options: tuple[Any, ...]
+
+    def clean(self, value: Any) -> Any:
+        if not isinstance(value, (str, bool)) or value not in self.options:
+            raise ValueError("")
+        return value
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in self.options)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A non-empty string matching `pattern`, described to users as `description`."""
+
+    pattern: str = r".+"
+    description: str = "a non-empty string"
+
+    def clean(self, value: Any) -> Any:
+        if not isinstance(value, str) or not re.fullmatch(self.pattern, value):
+            raise ValueError("")
+        return value
+
+    def __str__(self) -> str:
+        return self.description
+
+
+@dataclass(frozen=True)
+class Location:
+    """A local path (made absolute against the current directory) or a URI with an allowed scheme."""
+
+    schemes: tuple[str, ...] = URI_SCHEMES
+
+    def clean(self, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("")
+        if "://" in value:
+            if value.split("://", 1)[0].lower() not in self.schemes:
+                raise ValueError("")
+            return value
+        return os.path.abspath(os.path.expanduser(value))
+
+    def __str__(self) -> str:
+        if not self.schemes:
+            return "a local path"
+        return "a local path or a " + ", ".join(f"{s}://" for s in self.schemes) + " URI"
+
+
+@dataclass(frozen=True)
+class GpuCount:
+    """Ray shares a GPU between trials only in fractions below one; above that GPUs are whole."""
+
+    def clean(self, value: Any) -> Any:
+        if not _is_number(value) or not math.isfinite(value) or value < 0 or (value > 1 and value != int(value)):
+            raise ValueError("")
+        return float(value)
+
+    def __str__(self) -> str:
+        return "a fraction in [0, 1) or a whole number"
+
+
+@dataclass(frozen=True)
+class Nullable:
+    inner: Any
+
+    def clean(self, value: Any) -> Any:
+        return None if value is None else self.inner.clean(value)
+
+    def __str__(self) -> str:
+        return f"null or {self.inner}"
+
+
+@dataclass(frozen=True)
+class Later:
+    """A key that depends on others (the models listed), so a `_read_*` function checks it after them."""
+
+    what: str
+
+    def clean(self, value: Any) -> Any:
+        return value
+
+    def __str__(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any  # `_REQUIRED` when the key has no default
+    constraint: Constraint
+
+
+SEED = Interval(int, 0, 2**32 - 1)  # numpy's seed range
+POSITIVE_INT = Interval(int, 1, None)
+COUNT = Interval(int, 0, None)
+FRACTION = Interval(float, 0, 1, "neither")
+CPUS = Interval(float, 0, None, "neither")
+BOOL = OneOf((True, False))
+DEPTH_RANGE = {"low": Field(0, COUNT), "high": Field(_REQUIRED, COUNT)}
+SCHEDULER_NONE = "none"
+
+
+def _float_range(low: float, high: float, bound: Interval, log: bool = False) -> dict[str, Field]:
+    return {"low": Field(low, bound), "high": Field(high, bound), "log": Field(log, BOOL)}
+
+
+def _schema(models: tuple[str, ...]) -> dict[str, Any]:
+    """Every key of a sweep file: its default and what it may be (nested dicts are sections)."""
+    return {
+        "name": Field(_REQUIRED, Text(r"(?!\.+$)[A-Za-z0-9_.-]+", "a name of letters, digits, '_', '.' and '-'")),
+        "data": {
+            "dir": Field(None, Nullable(Location())),
+            "format": Field("auto", OneOf(("auto", "kaggle", "isic2018"))),
+            "image_size": Field(224, Interval(int, 32, None)),
+            "val_fraction": Field(0.15, FRACTION),
+            "test_fraction": Field(0.15, FRACTION),
+            "split_seed": Field(0, SEED),
+            "cache_dir": Field(None, Nullable(Location(schemes=()))),
+            "synthetic": {"images": Field(1000, POSITIVE_INT), "seed": Field(0, SEED)},
+        },
+        "space": {
+            "models": Field(list(models), Later("a non-empty list of distinct models")),
+            "learning_rate": _float_range(1.0e-5, 1.0e-2, Interval(float, 0, None, "neither"), log=True),
+            "dropout": _float_range(0.0, 0.5, Interval(float, 0, 1, "left")),
+            "class_weight_power": _float_range(0.0, 1.0, Interval(float, 0, None)),
+            "unfreeze_depth": Field(None, Later("a mapping of each model in space.models to {low, high}")),
+        },
+        "search": {
+            "seed": Field(0, SEED),
+            "trials": Field(64, POSITIVE_INT),
+            "max_concurrent": Field(4, POSITIVE_INT),
+            "points_to_evaluate": Field([], Later("a list of {model, learning_rate, dropout, ...} mappings")),
+        },
+        "scheduler": {
+            "type": Field("asha", OneOf(("asha", SCHEDULER_NONE))),
+            "grace_period": Field(1, POSITIVE_INT),
+            "max_epochs": Field(None, Nullable(POSITIVE_INT)),
+            "reduction_factor": Field(2.0, Interval(float, 1, None, "neither")),
+        },
+        "training": {
+            "epochs": Field(20, POSITIVE_INT),
+            "warmup_epochs": Field(3, COUNT),
+            "batch_size": Field(32, POSITIVE_INT),
+            "patience": Field(5, POSITIVE_INT),
+            "fine_tune_lr_scale": Field(0.1, Interval(float, 0, 1, "right")),
+            "weights": Field("imagenet", Text(description="'imagenet', 'none' or the path of a weights file")),
+            "mixed_precision": Field(True, BOOL),
+        },
+        "resources": {
+            "cpus_per_trial": Field(2.0, CPUS),
+            "gpus_per_trial": Field(0.0, GpuCount()),
+            "per_model": Field({}, Later("a mapping of models in space.models to {cpus, gpus}")),
+        },
+        "storage": Field("~/hamtune-runs", Location()),
+        "failures": {"max_retries": Field(2, COUNT)},
+    }
+
+
+# --- reading: collect every error, then build the objects ---------------------------------
+
+
+class _Reader:
+    """Checks raw values against `Field`s, collecting one message per problem."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def fail(self, key: str, rule: Any, value: Any, hint: str = "") -> None:
+        self.errors.append(f"{key} must be {rule}, got {value!r}{hint}")
+
+    def check(self, ok: bool, key: str, rule: str, value: Any) -> None:
+        if not ok:
+            self.fail(key, rule, value)
+
+    def unknown(self, value: Mapping, allowed: list[str], where: str) -> None:
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                guess = f"; did you mean '{close[0]}'?" if close else ""
+                place = f"in {where}" if where else "at the top level"
+                self.errors.append(f"unknown key {key!r} {place} (allowed: {', '.join(sorted(allowed))}){guess}")
+
+    def section(self, value: Any, spec: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """The keys of `spec` read from `value` (defaults filled in); `_INVALID` where a check failed."""
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            self.fail(where, "a mapping or 'none'" if where == "scheduler" else "a mapping", value)
+            return _all_invalid(spec)
+        self.unknown(value, list(spec), where)
+        out = {}
+        for name, item in spec.items():
+            key = f"{where}.{name}" if where else name
+            if isinstance(item, Field):
+                out[name] = self.field(value, name, item, key)
+            else:
+                out[name] = self.section(value.get(name), item, key)
+        return out
+
+    def field(self, mapping: Mapping, name: str, field: Field, key: str) -> Any:
+        if name not in mapping:
+            if field.default is _REQUIRED:
+                self.errors.append(f"{key} is missing; it must be {field.constraint}")
+                return _INVALID
+            return field.constraint.clean(field.default)
+        try:
+            return field.constraint.clean(mapping[name])
+        except ValueError as error:
+            self.fail(key, field.constraint, mapping[name], str(error))
+            return _INVALID
+
+
+def _all_invalid(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _INVALID if isinstance(item, Field) else _all_invalid(item) for name, item in spec.items()}
+
+
+def _valid(*values: Any) -> bool:
+    return all(value is not _INVALID for value in values)
+
+
+def _backbones() -> tuple[tuple[str, ...], Callable[[str], int]]:
+    """The model registry, read at validation time so its block counts are the only copy."""
+    from hamtune.models import BACKBONES, max_unfreeze_depth
+
+    return tuple(BACKBONES), max_unfreeze_depth
+
+
+def _read_models(reader: _Reader, value: Any, known: tuple[str, ...]) -> Any:
+    if not _valid(value):  # its section was not a mapping, already reported
+        return _INVALID
+    rule = f"a non-empty list of distinct models from {', '.join(known)}"
+    if not isinstance(value, list) or not value:
+        reader.fail("space.models", rule, value)
+        return _INVALID
+    ok = True
+    for i, model in enumerate(value):
+        if not isinstance(model, str) or model not in known:
+            reader.fail(f"space.models[{i}]", OneOf(known), model)
+            ok = False
+        elif model in value[:i]:
+            reader.fail(f"space.models[{i}]", "a model not listed before", model)
+            ok = False
+    return tuple(value) if ok else _INVALID
+
+
+def _read_float_range(reader: _Reader, raw: dict[str, Any], key: str) -> Any:
+    low, high, log = raw["low"], raw["high"], raw["log"]
+    if not _valid(low, high, log):
+        return _INVALID
+    reader.check(low < high, f"{key}.low", f"< {key}.high ({high})", low)
+    reader.check(not log or low > 0, f"{key}.low", f"> 0 when {key}.log is true", low)
+    return FloatRange(low, high, log) if low < high and (not log or low > 0) else _INVALID
+
+
+#: Default unfreeze ranges' upper ends: the top blocks worth tuning (block counts live in hamtune.models).
+_DEFAULT_UNFREEZE: dict[str, int] = {"convnext_small": 9, "densenet121": 16}
+
+
+def _read_unfreeze(reader: _Reader, value: Any, models: tuple[str, ...], max_depth: Callable[[str], int]) -> Any:
+    """One `IntRange` per model: the default ranges when the key is absent, else exactly the models."""
+    if value is None:
+        value = {m: {"low": 0, "high": high} for m, high in _DEFAULT_UNFREEZE.items() if m in models}
+    if not isinstance(value, Mapping):
+        reader.fail("space.unfreeze_depth", "a mapping of each model in space.models to {low, high}", value)
+        return _INVALID
+    reader.unknown(value, list(models), "space.unfreeze_depth")
+    ranges = {}
+    for model in models:
+        key = f"space.unfreeze_depth.{model}"
+        if model not in value:
+            reader.errors.append(f"{key} is missing; every model in space.models needs a {{low, high}} range")
+            continue
+        raw = reader.section(value[model], DEPTH_RANGE, key)
+        low, high = raw["low"], raw["high"]
+        if not _valid(low, high):
+            continue
+        blocks = max_depth(model)
+        reader.check(high <= blocks, f"{key}.high", f"<= {blocks} ({model} has {blocks} blocks)", high)
+        reader.check(low <= high, f"{key}.low", f"<= {key}.high ({high})", low)
+        if low <= high <= blocks:
+            ranges[model] = IntRange(low, high)
+    return ranges if len(ranges) == len(models) else _INVALID
+
+
+def _read_points(reader: _Reader, value: Any, space: SpaceConfig | None) -> Any:
+    if not _valid(value):
+        return _INVALID
+    if not isinstance(value, list):
+        reader.fail("search.points_to_evaluate", "a list of {model, learning_rate, ...} mappings", value)
+        return _INVALID
+    if space is None:  # the space is invalid: its errors are already reported
+        return _INVALID
+    spec = {
+        "model": Field(_REQUIRED, OneOf(space.models)),
+        **{p: Field(_REQUIRED, Interval(float, *_bounds(getattr(space, p)))) for p in FLOAT_PARAMETERS},
+        "unfreeze_depth": Field(_REQUIRED, COUNT),
+    }
+    points = []
+    for i, entry in enumerate(value):
+        key = f"search.points_to_evaluate[{i}]"
+        raw = reader.section(entry, spec, key)
+        if not _valid(*raw.values()):
+            continue
+        depth = space.unfreeze_depth[raw["model"]]
+        rule = Interval(int, depth.low, depth.high)
+        ok = depth.low <= raw["unfreeze_depth"] <= depth.high
+        reader.check(ok, f"{key}.unfreeze_depth", f"{rule} for {raw['model']}", raw["unfreeze_depth"])
+        points.append(TrialPoint(**raw))
+    return tuple(points)  # incomplete only when errors were reported, and then nothing is built
+
+
+def _bounds(bounds: FloatRange) -> tuple[float, float]:
+    return bounds.low, bounds.high
+
+
+def _read_per_model(reader: _Reader, value: Any, models: Any, cpus: Any, gpus: Any) -> Any:
+    if not _valid(value):
+        return _INVALID
+    if not isinstance(value, Mapping):
+        reader.fail("resources.per_model", "a mapping of models in space.models to {cpus, gpus}", value)
+        return _INVALID
+    if not _valid(models, cpus, gpus):
+        return _INVALID
+    reader.unknown(value, list(models), "resources.per_model")
+    spec = {"cpus": Field(cpus, CPUS), "gpus": Field(gpus, GpuCount())}
+    out = {}
+    for model in value:
+        raw = reader.section(value[model], spec, f"resources.per_model.{model}")
+        if model in models and _valid(*raw.values()):
+            out[model] = ModelResources(**raw)
+    return out
+
+
+def _read_weights(reader: _Reader, value: Any, source: str) -> Any:
+    """A weights path is relative to the sweep file, so a sweep and its weights move together."""
+    if not _valid(value) or value in ("imagenet", "none"):
+        return value
+    base = Path(source).parent if Path(source).is_file() else Path.cwd()
+    path = Path(os.path.abspath(base / Path(value).expanduser()))
+    rule = "'imagenet', 'none' or the path of an existing weights file"
+    reader.check(path.is_file(), "training.weights", rule, str(path))
+    return str(path)
+
+
+def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepConfig:
+    """Validate a parsed sweep file; raise one `ConfigError` listing every problem found."""
+    if not isinstance(mapping, Mapping):
+        rule = "a sweep file must be a mapping of settings with at least `name:`"
+        raise ConfigError(f"{source}: {rule}, got {mapping!r}")
+    if mapping.get("scheduler") == SCHEDULER_NONE:
+        mapping = {**mapping, "scheduler": {"type": SCHEDULER_NONE}}
+    models_known, max_depth = _backbones()
+    reader = _Reader()
+    raw = reader.section(mapping, _schema(models_known), "")
+
+    data, training, sched, resources = raw["data"], raw["training"], raw["scheduler"], raw["resources"]
+    models = _read_models(reader, raw["space"]["models"], models_known)
+    ranges = {p: _read_float_range(reader, raw["space"][p], f"space.{p}") for p in FLOAT_PARAMETERS}
+    unfreeze = _INVALID
+    if _valid(models):
+        unfreeze = _read_unfreeze(reader, raw["space"]["unfreeze_depth"], models, max_depth)
+    space = None
+    if _valid(models, unfreeze, *ranges.values()):
+        space = SpaceConfig(models, unfreeze_depth=unfreeze, **ranges)
+    points = _read_points(reader, raw["search"]["points_to_evaluate"], space)
+
+    val, test = data["val_fraction"], data["test_fraction"]
+    if _valid(val, test):
+        reader.check(val + test < 1, "data.val_fraction + data.test_fraction", "< 1", round(val + test, 10))
+    epochs, warmup = training["epochs"], training["warmup_epochs"]
+    if _valid(epochs, warmup):
+        reader.check(warmup <= epochs, "training.warmup_epochs", f"<= training.epochs ({epochs})", warmup)
+    max_epochs = epochs if sched["max_epochs"] is None else sched["max_epochs"]
+    if _valid(epochs, max_epochs):
+        reader.check(max_epochs <= epochs, "scheduler.max_epochs", f"<= training.epochs ({epochs})", max_epochs)
+    grace = sched["grace_period"]
+    if _valid(max_epochs, grace):
+        reader.check(grace <= max_epochs, "scheduler.grace_period", f"<= scheduler.max_epochs ({max_epochs})", grace)
+    cpus, gpus = resources["cpus_per_trial"], resources["gpus_per_trial"]
+    per_model = _read_per_model(reader, resources["per_model"], models, cpus, gpus)
+    weights = _read_weights(reader, training["weights"], source)
+
+    if reader.errors:
+        raise ConfigError(_message(source, reader.errors))
+    return SweepConfig(
+        name=raw["name"],
+        data=DataConfig(**{**data, "synthetic": SyntheticConfig(**data["synthetic"])}),
+        space=space,
+        search=SearchConfig(**{**raw["search"], "points_to_evaluate": points}),
+        scheduler=SchedulerConfig(**{**sched, "max_epochs": max_epochs}),
+        training=TrainingConfig(**{**training, "weights": weights}),
+        resources=ResourcesConfig(**{**resources, "per_model": per_model}),
+        storage=raw["storage"],
+        failures=FailuresConfig(**raw["failures"]),
+        source=source,
+        text=text,
+    )
+
+
+def _message(source: str, errors: list[str]) -> str:
+    return "\n".join(f"{source}: {error}" for error in errors)
+
+
+def load_sweep(path: str | os.PathLike[str]) -> SweepConfig:
+    """Read and validate a sweep file (plain YAML data only: `yaml.safe_load`, never evaluated)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: sweep file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{source}: cannot read the sweep file ({error})") from None
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    return parse_sweep(mapping, source=source, text=text)
+
+
+def to_dict(config: SweepConfig) -> dict[str, Any]:
+    """The resolved settings as plain JSON-able data; `parse_sweep` of it gives `config` back."""
+    settings = _plain(config)
+    del settings["source"], settings["text"]
+    return settings
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def with_overrides(config: SweepConfig, **changes: Any) -> SweepConfig:
+    """A new validated config with CLI overrides applied; `None` values mean "not given"."""
+    unknown = sorted(set(changes) - set(OVERRIDES))
+    if unknown:
+        raise ConfigError(f"unknown override {unknown[0]!r} (allowed: {', '.join(sorted(OVERRIDES))})")
+    settings = to_dict(config)
+    for option, value in changes.items():
+        if value is None:
+            continue
+        *sections, key = OVERRIDES[option].split(".")
+        target = settings
+        for section in sections:
+            target = target[section]
+        target[key] = value
+    return parse_sweep(settings, source=config.source, text=config.text)
