@@ -1,0 +1,72 @@
+"""The in-graph image layers in front of the backbone: augmentation and preprocessing.
+
+The augmentation lives inside the model rather than in `tf.data`, so the cached uint8 images are
+fed unchanged and the same model file serves training and inference: Keras preprocessing layers
+are random only when called with `training=True` and are the identity otherwise. The factors are
+the modest ones of a typical HAM10000 notebook: dermoscopy images have no canonical orientation
+(any flip is plausible) but colour and scale carry diagnostic meaning, so those move little.
+
+The preprocessing is a registered layer rather than a `Lambda`, so `.keras` files save and load
+without unsafe deserialisation.
+"""
+
+from __future__ import annotations
+
+import keras
+
+# Every layer is float32 whatever the global policy: under mixed_float16 the random
+# transformations would otherwise round 0-255 pixel values to float16's 3 significant digits.
+_DTYPE = "float32"
+ROTATION_FACTOR = 0.15
+ZOOM_FACTOR = 0.1
+BRIGHTNESS_FACTOR = 0.1
+CONTRAST_FACTOR = 0.1
+VALUE_RANGE = (0, 255)
+
+
+def build_augmentation(seed: int | None = None) -> keras.Sequential:
+    """The augmentation block (named "augmentation") for float32 images in 0-255.
+
+    `seed` makes the random draws repeatable; each layer gets its own seed derived from it so
+    flips and rotations are not correlated.
+    """
+
+    def layer_seed(offset: int) -> int | None:
+        return None if seed is None else seed + offset
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=layer_seed(0), dtype=_DTYPE),
+            keras.layers.RandomRotation(
+                ROTATION_FACTOR, fill_mode="reflect", seed=layer_seed(1), dtype=_DTYPE
+            ),
+            keras.layers.RandomZoom(ZOOM_FACTOR, fill_mode="reflect", seed=layer_seed(2), dtype=_DTYPE),
+            keras.layers.RandomBrightness(
+                BRIGHTNESS_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(3), dtype=_DTYPE
+            ),
+            keras.layers.RandomContrast(
+                CONTRAST_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(4), dtype=_DTYPE
+            ),
+        ],
+        name="augmentation",
+    )
+
+
+@keras.saving.register_keras_serializable(package="hamtune")
+class ApplicationPreprocessing(keras.layers.Layer):
+    """`keras.applications.<module>.preprocess_input` as a layer, for 0-255 RGB input.
+
+    Applying each application's own function (the identity for ConvNeXt, torch-style mean/std
+    for DenseNet) keeps the model's input contract the one Keras documents for its weights.
+    """
+
+    def __init__(self, module: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.module = module
+        self._preprocess = getattr(keras.applications, module).preprocess_input
+
+    def call(self, images):
+        return self._preprocess(images)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "module": self.module}
