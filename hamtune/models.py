@@ -1,0 +1,266 @@
+"""Backbone registry, model builder and unfreeze depth.
+
+A backbone is one small `Backbone` entry in `BACKBONES`; everything else (building, weights,
+unfreezing, tests) is shared, so adding a third backbone is one entry. The registry and the
+layer-to-block assignment are plain Python, so config validation and the search space can ask
+for names and maximum depths without importing TensorFlow; Keras is imported only by the
+functions that build or change models.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hamtune.errors import ModelError
+from hamtune.labels import NUM_CLASSES
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+BACKBONE_LAYER = "backbone"
+"""Name of the backbone sub-model inside every built model (`model.get_layer(BACKBONE_LAYER)`)."""
+MIN_IMAGE_SIZE = 32
+"""Smallest input side Keras applications accept."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one `keras.applications` backbone and where its blocks are.
+
+    `block_pattern` matches the names of a block's layers; its single group is the block's
+    name ("stage_3_block_2", "conv5_block16"). `preprocessing` names the `keras.applications`
+    submodule whose `preprocess_input` turns 0-255 RGB into what the application expects
+    (the identity for ConvNeXt, which normalises inside the model).
+    """
+
+    name: str
+    application: str
+    preprocessing: str
+    num_blocks: int
+    block_pattern: str
+    imagenet_url: str
+    default_image_size: int = 224
+
+
+_KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications"
+
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone(
+            name="convnext_small",
+            application="ConvNeXtSmall",
+            preprocessing="convnext",
+            num_blocks=36,
+            block_pattern=r"convnext_small_(stage_\d+_block_\d+)_",
+            imagenet_url=f"{_KERAS_WEIGHTS}/convnext/convnext_small_notop.h5",
+        ),
+        Backbone(
+            name="densenet121",
+            application="DenseNet121",
+            preprocessing="densenet",
+            num_blocks=58,
+            block_pattern=r"(conv\d+_block\d+)_",
+            imagenet_url=(
+                f"{_KERAS_WEIGHTS}/densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
+            ),
+        ),
+    )
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registry entry for `name`; a ModelError lists the valid names."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ModelError(
+            f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(BACKBONES))}"
+        ) from None
+
+
+def max_unfreeze_depth(name: str) -> int:
+    """Largest unfreeze depth for a backbone: all of its blocks."""
+    return get_backbone(name).num_blocks
+
+
+def block_of_layers(layer_names: Sequence[str], backbone: str) -> list[str]:
+    """The block each layer belongs to, given the backbone's layer names in network order.
+
+    Layers matching the block pattern belong to that block. Layers between blocks (ConvNeXt
+    downsampling, DenseNet transitions, the final norm) go with the preceding block, and the
+    stem (everything before the first block) with the first block, so unfreezing every block
+    unfreezes the whole backbone.
+    """
+    spec = get_backbone(backbone)
+    pattern = re.compile(spec.block_pattern)
+    matched = [m.group(1) if (m := pattern.match(name)) else None for name in layer_names]
+    first = next((block for block in matched if block is not None), None)
+    if first is None:
+        raise ModelError(
+            f"no layer name matches the {spec.name} block pattern {spec.block_pattern!r}; "
+            f"was the model built for {spec.name}?"
+        )
+    blocks: list[str] = []
+    current = first
+    for block in matched:
+        current = block or current
+        blocks.append(current)
+    return blocks
+
+
+def build_model(
+    backbone: str,
+    image_size: int,
+    dropout: float,
+    weights: str = "none",
+    num_classes: int = NUM_CLASSES,
+    seed: int | None = None,
+) -> keras.Model:
+    """A classifier for uint8 images of side `image_size`, with the backbone frozen.
+
+    Graph: uint8 input -> float32 -> augmentation (training only) -> the application's
+    preprocessing -> backbone (always in inference mode, so BatchNorm statistics never move)
+    -> global average pooling -> dropout -> float32 softmax (kept float32 under mixed
+    precision). `weights` is "imagenet", "none" or the path to a weights file of the
+    backbone without its top (`include_top=False`). For inference call it with
+    `training=False` (`predict` and `evaluate` do): in a bare `model(x)` Keras's random
+    augmentation layers default to training mode.
+    """
+    import keras
+
+    from hamtune.augment import ApplicationPreprocessing, build_augmentation
+
+    spec = get_backbone(backbone)
+    if image_size < MIN_IMAGE_SIZE:
+        raise ModelError(f"`image_size` must be >= {MIN_IMAGE_SIZE} for {backbone}, got {image_size}")
+    if not 0.0 <= dropout < 1.0:
+        raise ModelError(f"`dropout` must be in [0, 1), got {dropout}")
+    weights_file = _weights_file(spec, weights)
+
+    net = getattr(keras.applications, spec.application)(
+        include_top=False, weights=None, input_shape=(image_size, image_size, 3)
+    )
+    # Renamed after construction: ConvNeXt prefixes its layer names with the `name` argument.
+    net.name = BACKBONE_LAYER
+    if weights_file is not None:
+        _load_weights(net, spec, weights_file)
+    net.trainable = False
+
+    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="uint8", name="image")
+    x = keras.ops.cast(inputs, "float32")
+    x = build_augmentation(seed)(x)
+    x = ApplicationPreprocessing(spec.preprocessing, name="preprocessing", dtype="float32")(x)
+    x = net(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    head = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")
+    outputs = head(x)
+    return keras.Model(inputs, outputs, name=f"hamtune_{spec.name}")
+
+
+def _weights_file(spec: Backbone, weights: str) -> Path | None:
+    """The file `weights` refers to ("imagenet" is downloaded), or None for "none"."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        return _download_imagenet(spec)
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ModelError(
+            f"weights file {str(path)!r} not found; training.weights must be 'imagenet', "
+            f"'none' or the path to a weights file"
+        )
+    return path
+
+
+def _load_weights(net: keras.Model, spec: Backbone, path: Path) -> None:
+    try:
+        net.load_weights(str(path))
+    except (ValueError, OSError) as exc:  # Keras: wrong layers or format; h5py: not an HDF5 file.
+        reason = str(exc).strip().splitlines()[0]
+        raise ModelError(
+            f"weights file {str(path)!r} does not fit backbone {spec.name} "
+            f"({spec.application} without its top): {reason}"
+        ) from exc
+    log.info("loaded %s weights from %s", spec.name, path)
+
+
+def _download_imagenet(spec: Backbone) -> Path:
+    """The ImageNet weights file from the Keras cache, downloading it on first use."""
+    import keras
+
+    try:
+        return Path(
+            keras.utils.get_file(
+                fname=spec.imagenet_url.rsplit("/", 1)[-1],
+                origin=spec.imagenet_url,
+                cache_subdir="models",
+            )
+        )
+    except Exception as exc:  # Keras raises a bare Exception when the URL cannot be fetched.
+        raise ModelError(
+            f"could not download ImageNet weights for {spec.name} (no internet?): {exc}; "
+            f"download {spec.imagenet_url} elsewhere and set training.weights to its path"
+        ) from exc
+
+
+def unfreeze(model: keras.Model, backbone: str, depth: int) -> list[str]:
+    """Make the last `depth` blocks of the backbone trainable and the rest frozen.
+
+    Returns the unfrozen block names in network order. BatchNormalization layers stay frozen
+    at every depth (their statistics come from ImageNet, and small batches would wreck them).
+    Recompile the model afterwards: Keras fixes the trainable weights at compile time.
+    """
+    import keras
+
+    limit = max_unfreeze_depth(backbone)
+    if not 0 <= depth <= limit:
+        raise ModelError(f"unfreeze depth for {backbone} must be in [0, {limit}], got {depth}")
+    net = model.get_layer(BACKBONE_LAYER)
+    blocks = block_of_layers([layer.name for layer in net.layers], backbone)
+    order = list(dict.fromkeys(blocks))
+    if len(order) != limit:  # guards the registry against a Keras renaming its layers
+        raise ModelError(
+            f"{net.name} of {model.name} has {len(order)} blocks matching "
+            f"{get_backbone(backbone).block_pattern!r}, but the registry says {limit}"
+        )
+    unfrozen = order[limit - depth :]
+    net.trainable = True
+    for layer, block in zip(net.layers, blocks):
+        layer.trainable = block in unfrozen
+    for layer in _nested_layers(net):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return unfrozen
+
+
+def freeze_backbone(model: keras.Model) -> None:
+    """Freeze the whole backbone (depth 0): only the head trains."""
+    model.get_layer(BACKBONE_LAYER).trainable = False
+
+
+def _nested_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer inside `layer`, at any depth (downsampling blocks are small Sequentials)."""
+    for child in getattr(layer, "layers", ()):
+        yield child
+        yield from _nested_layers(child)
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a `.keras` model saved by hamtune (its custom layers are registered on import)."""
+    import keras
+
+    import hamtune.augment  # noqa: F401  registers ApplicationPreprocessing for deserialisation
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {str(path)!r} not found")
+    return keras.saving.load_model(path)
