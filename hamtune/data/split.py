@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import warnings
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def _folds_for(val: float, test: float) -> tuple[int, int]:
     """How many of the `FOLDS` folds val and test get; refuse fractions that leave a split empty."""
     folds = {}
     for name, value in (("val", val), ("test", test)):
-        if not 0.0 < value < 1.0:
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < value < 1.0:
             raise ConfigError(f"`{name}` must be in (0, 1), got {value!r}")
         folds[name] = round(value * FOLDS)
         if folds[name] == 0:

@@ -103,6 +103,7 @@ def test_rare_train_fallback_on_the_real_sample(sample_dir: Path, caplog: pytest
         ({"val": 1.5}, r"`val` must be in \(0, 1\), got 1.5"),
         ({"test": -0.1}, r"`test` must be in \(0, 1\), got -0.1"),
         ({"test": float("nan")}, r"`test` must be in \(0, 1\), got nan"),
+        ({"val": "0.2"}, r"`val` must be in \(0, 1\), got '0.2'"),
         ({"val": 0.01}, r"`val`=0.01 rounds to 0 of 20 folds"),
         ({"val": 0.6, "test": 0.5}, r"`val \+ test` must leave data for train.*val=0.6, test=0.5"),
         ({"val": 0.5, "test": 0.48}, r"`val \+ test` must leave data for train"),
