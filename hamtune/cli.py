@@ -1,0 +1,220 @@
+"""The `hamtune` command line: thin wrappers that parse arguments and print; the work is elsewhere.
+
+Every user-fixable problem is a HamtuneError, printed as `hamtune: error: ...` with exit
+status 2 (1 for a data check that found problems); `--debug` shows the traceback instead.
+Heavy packages (TensorFlow, Ray) are imported only by the subcommands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hamtune import __version__
+from hamtune.errors import HamtuneError
+
+DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "smoke.yaml"
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from hamtune.data.synth import write_synthetic
+
+    out = write_synthetic(Path(args.out_dir), images=args.images, seed=args.seed, size=tuple(args.size))
+    print(f"wrote {args.images} synthetic images (Kaggle layout) to {out}")
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from hamtune.data.check import check_dataset, format_report
+
+    report = check_dataset(Path(args.data_dir), format=args.format, workers=args.workers)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def _data_split(args: argparse.Namespace) -> int:
+    from hamtune.data.layout import read_labels
+    from hamtune.data.split import split_dataset, split_summary, write_split
+
+    labels = read_labels(Path(args.source), format=args.format)
+    split = split_dataset(labels, val=args.val, test=args.test, seed=args.seed, rare=args.rare)
+    write_split(split, Path(args.out))
+    print(split_summary(split).to_string())
+    print(f"wrote {len(split)} rows to {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hamtune.config import parse_sweep
+    from hamtune.data.prepared import prepare_data
+    from hamtune.trainable import run_trial
+
+    sweep = parse_sweep({
+        "name": "train",
+        "data": {
+            "dir": args.data, "format": args.format, "image_size": args.image_size,
+            "val_fraction": args.val, "test_fraction": args.test, "split_seed": args.split_seed,
+            "cache_dir": args.cache_dir,
+        },
+        "space": {"models": [args.model]},
+        "training": {
+            "epochs": args.epochs, "warmup_epochs": args.warmup_epochs, "batch_size": args.batch_size,
+            "patience": args.patience, "fine_tune_lr_scale": args.fine_tune_lr_scale,
+            "weights": args.weights, "mixed_precision": not args.no_mixed_precision,
+        },
+    }, source="command line")
+    params = {
+        "model": args.model, "learning_rate": args.learning_rate, "dropout": args.dropout,
+        "unfreeze_depth": args.unfreeze_depth, "class_weight_power": args.class_weight_power,
+    }
+    _check_params(params, sweep)
+    data = prepare_data(sweep.data)
+    print(f"training {args.model} on {data.index.root} ({len(data.index)} images) at {args.image_size}px")
+    state = run_trial(params, sweep.training, data, ConsoleReporter(), cpus=args.cpus, use_gpu=True, seed=args.seed)
+    print(f"best epoch {state.best_epoch}: val_macro_f1 {state.best_score:.4f}, "
+          f"val_balanced_accuracy {state.best.get('val_balanced_accuracy', float('nan')):.4f}")
+    return 0
+
+
+def _check_params(params: dict, sweep) -> None:  # noqa: ANN001 - SweepConfig imported lazily
+    """Validate `hamtune train`'s hyperparameters with the same rules as a sweep file's space."""
+    from hamtune.config import ConfigError
+    from hamtune.models import max_unfreeze_depth
+
+    top = max_unfreeze_depth(params["model"])
+    if not 0 <= params["unfreeze_depth"] <= top:
+        raise ConfigError(f"--unfreeze-depth must be in [0, {top}] for {params['model']}, got {params['unfreeze_depth']}")
+    if not params["learning_rate"] > 0:
+        raise ConfigError(f"--learning-rate must be > 0, got {params['learning_rate']}")
+    if not 0 <= params["dropout"] < 1:
+        raise ConfigError(f"--dropout must be in [0, 1), got {params['dropout']}")
+    if not params["class_weight_power"] >= 0:
+        raise ConfigError(f"--class-weight-power must be >= 0, got {params['class_weight_power']}")
+
+
+class ConsoleReporter:
+    """`hamtune train`'s reporter: one line of metrics per epoch, no checkpoints."""
+
+    wants_checkpoints = False
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        print(
+            f"epoch {metrics['epoch']:>3} (phase {metrics['phase']})  train_loss {metrics['train_loss']:.4f}  "
+            f"val_loss {metrics['val_loss']:.4f}  val_macro_f1 {metrics['val_macro_f1']:.4f}  "
+            f"val_balanced_accuracy {metrics['val_balanced_accuracy']:.4f}  "
+            f"val_mel_recall {metrics['val_mel_recall']:.4f}  ({metrics['train_seconds']:.0f}s training)",
+            flush=True,
+        )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from hamtune.config import load_sweep, with_overrides
+    from hamtune.sweep import run_sweep
+
+    sweep = load_sweep(Path(args.sweep_file))
+    sweep = with_overrides(sweep, data_dir=args.data, storage=args.storage, name=args.name, trials=args.trials)
+    result = run_sweep(sweep, address=args.address, resume=args.resume, dry_run=args.dry_run)
+    if result is not None:
+        from hamtune.experiment import experiment_for
+        from hamtune.tables import TRIALS_FILE, EPOCHS_FILE, read_table
+
+        experiment = experiment_for(sweep.storage, sweep.name)
+        trials, _ = read_table(f"{experiment.uri}/{TRIALS_FILE}")
+        columns = ["trial_id", "status", "model", "learning_rate", "dropout", "unfreeze_depth",
+                   "class_weight_power", "best_epoch", "val_macro_f1", "val_balanced_accuracy", "val_mel_recall"]
+        print("\ntop trials by val_macro_f1:")
+        print(trials[columns].head(5).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"\ntables: {experiment.uri}/{TRIALS_FILE}\n        {experiment.uri}/{EPOCHS_FILE}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hamtune", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hamtune {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="create, check and split datasets").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION")
+    synth = data.add_parser("synth", help="write a synthetic HAM10000-shaped dataset (Kaggle layout)")
+    synth.add_argument("out_dir", metavar="OUT_DIR")
+    synth.add_argument("--images", type=int, default=1000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=int, nargs=2, default=(600, 450), metavar=("W", "H"))
+    synth.set_defaults(run=_data_synth)
+
+    check = data.add_parser("check", help="validate a dataset, decoding every image")
+    check.add_argument("data_dir", metavar="DATA_DIR")
+    check.add_argument("--format", default="auto", help="auto (default), kaggle or isic2018")
+    check.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
+    check.set_defaults(run=_data_check)
+
+    split = data.add_parser("split", help="lesion-grouped, dx-stratified train/val/test split")
+    split.add_argument("source", metavar="DATA_DIR_OR_METADATA_CSV")
+    split.add_argument("--out", required=True, metavar="FILE.csv")
+    split.add_argument("--val", type=float, default=0.15)
+    split.add_argument("--test", type=float, default=0.15)
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--rare", default="error", help="a class too small for every split: error (default) or train")
+    split.add_argument("--format", default="auto")
+    split.set_defaults(run=_data_split)
+
+    train = commands.add_parser("train", help="run one trial in-process (no Ray), a line per epoch")
+    train.add_argument("--data", default=None, metavar="DIR", help="dataset directory (default: synthetic)")
+    train.add_argument("--format", default="auto")
+    train.add_argument("--model", default="densenet121")
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--dropout", type=float, default=0.3)
+    train.add_argument("--unfreeze-depth", type=int, default=0)
+    train.add_argument("--class-weight-power", type=float, default=0.5)
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--warmup-epochs", type=int, default=2)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--patience", type=int, default=5)
+    train.add_argument("--fine-tune-lr-scale", type=float, default=0.1)
+    train.add_argument("--image-size", type=int, default=224)
+    train.add_argument("--weights", default="imagenet", help="imagenet, none, or a local weights file")
+    train.add_argument("--no-mixed-precision", action="store_true")
+    train.add_argument("--val", type=float, default=0.15)
+    train.add_argument("--test", type=float, default=0.15)
+    train.add_argument("--split-seed", type=int, default=0)
+    train.add_argument("--cache-dir", default=None)
+    train.add_argument("--cpus", type=float, default=2)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=_train)
+
+    sweep = commands.add_parser("sweep", help="run a hyperparameter sweep (Ray Tune + Optuna + ASHA)")
+    sweep.add_argument("sweep_file", nargs="?", default=str(DEFAULT_SWEEP), metavar="SWEEP_FILE",
+                       help="sweep file (default: sweeps/smoke.yaml, synthetic data)")
+    sweep.add_argument("--data", default=None, metavar="DIR", help="override data.dir")
+    sweep.add_argument("--address", default=None, help="join a Ray cluster (auto or host:port)")
+    sweep.add_argument("--storage", default=None, metavar="PATH_OR_URI", help="override storage")
+    sweep.add_argument("--name", default=None, help="override the experiment name")
+    sweep.add_argument("--trials", type=int, default=None, help="override search.trials")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    sweep.set_defaults(run=_sweep)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("hamtune").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    try:
+        return args.run(args)
+    except HamtuneError as error:
+        if args.debug:
+            raise
+        print(f"hamtune: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hamtune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

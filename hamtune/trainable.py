@@ -1,0 +1,235 @@
+"""One trial: two-phase transfer learning with per-epoch validation metrics and checkpoints.
+
+`run_trial` is the single code path for a trial: Ray Tune calls it through `tune_trainable`
+(reporting with `ray.tune.report`), and `hamtune train` calls it in-process with a console
+reporter. Everything TensorFlow is imported inside the functions, after the trial has decided
+which devices and thread pools it may use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hamtune.config import TrainingConfig
+from hamtune.data.prepared import PreparedData
+from hamtune.errors import HamtuneError
+from hamtune.metrics import compute_metrics
+
+logger = logging.getLogger(__name__)
+
+#: Hyperparameters a trial receives (the search space's keys).
+PARAMS: tuple[str, ...] = ("model", "learning_rate", "dropout", "unfreeze_depth", "class_weight_power")
+OBJECTIVE = "val_macro_f1"
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "model.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"
+
+
+class TrialDiverged(HamtuneError):
+    """The training loss became NaN or infinite: the trial is stopped, never scored."""
+
+
+class Reporter(Protocol):
+    """Where a trial's per-epoch results go: Ray Tune, or the console for `hamtune train`."""
+
+    wants_checkpoints: bool
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
+
+
+@dataclass
+class TrialState:
+    """What a checkpoint must carry so a retried or resumed trial continues where it stopped."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+    epochs_without_improvement: int = 0
+    train_seconds: float = 0.0
+
+    @property
+    def best_score(self) -> float:
+        return float(self.best.get(OBJECTIVE, -math.inf))
+
+
+def configure_tensorflow(cpus: float, use_gpu: bool, mixed_precision: bool) -> bool:
+    """Set devices, memory growth, thread pools and precision before TensorFlow runs any op.
+
+    Returns whether the trial computes on a GPU. A CPU trial on a GPU node hides the GPUs (Ray
+    hands it the node's CUDA_VISIBLE_DEVICES); GPU memory grows on demand so fractional GPUs
+    can share a card; TF's pools follow the trial's CPU share instead of the whole node's.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    try:
+        if not use_gpu and gpus:
+            tf.config.set_visible_devices([], "GPU")
+            gpus = []
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        threads = max(1, int(cpus))
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        logger.debug("TensorFlow was already initialised in this process; devices left as they are")
+    keras.mixed_precision.set_global_policy("mixed_float16" if gpus and mixed_precision else "float32")
+    return bool(gpus)
+
+
+def _compile(model: Any, learning_rate: float) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        weighted_metrics=[],
+    )
+
+
+def _save_checkpoint(directory: Path, model: Any, state: TrialState, phase: int) -> None:
+    model.save_weights(directory / WEIGHTS_FILE)
+    np.savez(directory / OPTIMIZER_FILE, *[v.numpy() for v in model.optimizer.variables])
+    payload = {
+        "epoch": state.epoch, "phase": phase, "best_epoch": state.best_epoch, "best": state.best,
+        "epochs_without_improvement": state.epochs_without_improvement,
+        "train_seconds": state.train_seconds,
+    }
+    (directory / STATE_FILE).write_text(json.dumps(payload))
+
+
+def _load_state(directory: Path) -> tuple[TrialState, int]:
+    """The trial state stored in a checkpoint and the phase it was written in."""
+    payload = json.loads((directory / STATE_FILE).read_text())
+    phase = payload.pop("phase")
+    return TrialState(**payload), phase
+
+
+def _restore(directory: Path, model: Any, optimizer: bool) -> None:
+    """Load model weights and, when the phase is unchanged, the optimizer's moments and step.
+
+    At a phase boundary the uninterrupted run starts a fresh optimizer, so a resumed one does too.
+    """
+    model.load_weights(directory / WEIGHTS_FILE)
+    if not optimizer:
+        return
+    model.optimizer.build(model.trainable_variables)
+    with np.load(directory / OPTIMIZER_FILE) as saved:
+        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = model.optimizer.variables
+    if len(arrays) != len(variables):
+        raise HamtuneError(
+            f"checkpoint {directory} holds {len(arrays)} optimizer variables, the model needs "
+            f"{len(variables)}: it was written by a different configuration"
+        )
+    for variable, value in zip(variables, arrays):
+        variable.assign(value)
+
+
+def phase_of(epoch: int, warmup_epochs: int, unfreeze_depth: int) -> int:
+    """Phase of a 1-based epoch: 1 = head only (warm-up), 2 = fine-tuning the top blocks."""
+    return 2 if unfreeze_depth > 0 and epoch > warmup_epochs else 1
+
+
+def run_trial(
+    params: dict[str, Any],
+    training: TrainingConfig,
+    data: PreparedData,
+    reporter: Reporter,
+    checkpoint_dir: Path | None = None,
+    cpus: float = 1,
+    use_gpu: bool = False,
+    seed: int = 0,
+) -> TrialState:
+    """Train one configuration, reporting validation metrics after every epoch.
+
+    Resumes from `checkpoint_dir` when given: the epoch counter, best-so-far metrics, model
+    weights and optimizer state continue, so a retried trial never repeats finished epochs.
+    """
+    configure_tensorflow(cpus, use_gpu, training.mixed_precision)
+    import keras
+
+    from hamtune.data.cache import open_cache
+    from hamtune.data.pipeline import make_dataset
+    from hamtune.data.weights import class_weights, sample_weights
+    from hamtune.models import build_model, freeze_backbone, unfreeze
+
+    model_name = params["model"]
+    depth = int(params["unfreeze_depth"])
+    keras.utils.set_random_seed(seed)
+
+    started = time.perf_counter()
+    cache = open_cache(data.index, data.image_size, data.cache_dir)
+    train_pos, val_pos = data.positions("train"), data.positions("val")
+    y_train, y_val = data.labels(train_pos), data.labels(val_pos)
+    weights = sample_weights(y_train, class_weights(y_train, float(params["class_weight_power"])))
+    val_ds = make_dataset(cache.images, val_pos, y_val, batch_size=training.batch_size)
+    logger.info("data attached in %.1fs", time.perf_counter() - started)
+
+    model = build_model(
+        model_name, data.image_size, float(params["dropout"]), weights=training.weights, seed=seed
+    )
+    state, saved_phase = _load_state(checkpoint_dir) if checkpoint_dir else (TrialState(), 0)
+    phase = 0
+    while state.epoch < training.epochs:
+        epoch = state.epoch + 1
+        if phase_of(epoch, training.warmup_epochs, depth) != phase:
+            phase = phase_of(epoch, training.warmup_epochs, depth)
+            if phase == 1:
+                freeze_backbone(model)
+                _compile(model, float(params["learning_rate"]))
+            else:
+                unfreeze(model, model_name, depth)
+                _compile(model, float(params["learning_rate"]) * training.fine_tune_lr_scale)
+            if checkpoint_dir is not None:
+                _restore(checkpoint_dir, model, optimizer=saved_phase == phase)
+                checkpoint_dir = None
+        train_ds = make_dataset(
+            cache.images, train_pos, y_train, weights,
+            batch_size=training.batch_size, shuffle=True, seed=seed + epoch,
+        )
+        tick = time.perf_counter()
+        history = model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
+        state.train_seconds += time.perf_counter() - tick
+        train_loss = float(history.history["loss"][-1])
+        if not math.isfinite(train_loss):
+            raise TrialDiverged(
+                f"training loss became {train_loss} at epoch {epoch} "
+                f"({model_name}, learning_rate={params['learning_rate']:.3g}): trial stopped"
+            )
+
+        proba = model.predict(val_ds, verbose=0)
+        metrics = {f"val_{key}": value for key, value in compute_metrics(y_val, proba).items()}
+        state.epoch = epoch
+        if metrics[OBJECTIVE] > state.best_score:
+            state.best, state.best_epoch, state.epochs_without_improvement = metrics, epoch, 0
+        else:
+            state.epochs_without_improvement += 1
+        row = {
+            **metrics, "epoch": epoch, "phase": phase, "train_loss": train_loss,
+            "best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
+            "train_seconds": state.train_seconds,
+        }
+        if reporter.wants_checkpoints:
+            with tempfile.TemporaryDirectory(prefix="hamtune-ckpt-") as tmp:
+                _save_checkpoint(Path(tmp), model, state, phase)
+                reporter.report(row, Path(tmp))
+        else:
+            reporter.report(row, None)
+        if state.epochs_without_improvement >= training.patience:
+            logger.info("early stop at epoch %d: no better val_macro_f1 for %d epochs",
+                        epoch, training.patience)
+            break
+    return state
