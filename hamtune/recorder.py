@@ -1,0 +1,168 @@
+"""A Ray Tune callback that keeps the result tables current and tells the user how the sweep goes.
+
+It runs in the driver: every per-epoch report becomes a row of `epochs.parquet`; every finished
+or errored trial rewrites both tables atomically, so an interrupted sweep always leaves valid
+tables of what has finished. Its state travels with Tune's experiment checkpoint, so a resumed
+sweep keeps the rows recorded before the interruption.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from hamtune.tables import (
+    EPOCHS_FILE,
+    EPOCHS_SCHEMA,
+    HYPERPARAMETERS,
+    METRIC_COLUMNS,
+    TRIALS_FILE,
+    TRIALS_SCHEMA,
+    sort_records,
+    to_arrow,
+    write_table,
+)
+
+logger = logging.getLogger(__name__)
+
+_EPOCH_KEYS = ("epoch", "phase", "train_loss", *METRIC_COLUMNS, "val_confusion_matrix", "train_seconds")
+
+
+def error_summary(text: str | None) -> str:
+    """The last line of an error trace that names the exception, e.g. `TrialDiverged: ...`."""
+    if not text:
+        return "failed before reporting (no error text available)"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    named = [line for line in lines if ": " in line and line.split(":")[0].replace(".", "").isidentifier()]
+    return (named or lines)[-1][:500]
+
+
+class ResultRecorder(Callback):
+    """Collects per-epoch results and writes `trials.parquet` / `epochs.parquet` in `experiment`."""
+
+    def __init__(self, experiment: str, metadata: Mapping[str, Any], resources: Mapping[str, tuple[float, float]]):
+        self.experiment = experiment
+        self.metadata = dict(metadata)
+        self.resources = dict(resources)
+        self._epochs: dict[str, dict[int, dict[str, Any]]] = {}
+        self._trials: dict[str, dict[str, Any]] = {}
+
+    # --- Tune hooks -------------------------------------------------------------------------
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "epoch" not in result:
+            return
+        row = {key: result.get(key) for key in _EPOCH_KEYS}
+        row["confusion_matrix"] = row.pop("val_confusion_matrix")
+        row["node"] = result.get("node_id")
+        self._epochs.setdefault(trial.trial_id, {})[int(result["epoch"])] = row
+        self._remember(trial, status="RUNNING")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._remember(trial, status="TERMINATED")
+        self._finished(trials, trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._remember(trial, status="ERROR", error=error_summary(_read(trial.error_file)))
+        self._finished(trials, trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.write()
+
+    def get_state(self) -> dict[str, Any]:
+        return {"epochs": self._epochs, "trials": self._trials}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._epochs, self._trials = state["epochs"], state["trials"]
+
+    # --- tables -----------------------------------------------------------------------------
+    def _remember(self, trial: Any, status: str, error: str | None = None) -> None:
+        checkpoint = trial.checkpoint
+        self._trials[trial.trial_id] = {
+            "status": status,
+            "error": error,
+            "params": {key: trial.config.get(key) for key in HYPERPARAMETERS},
+            "checkpoint": _location(self.experiment, checkpoint.path) if checkpoint else None,
+        }
+
+    def _finished(self, trials: list, trial: Any) -> None:
+        self.write()
+        done = sum(t.is_finished() for t in trials)
+        running = sum(t.status == "RUNNING" for t in trials)
+        best = self.best()
+        record = self._trials[trial.trial_id]
+        score = self.trial_rows()[trial.trial_id].get("val_macro_f1")
+        outcome = record["error"] if record["status"] == "ERROR" else f"val_macro_f1 {score:.4f}"
+        logger.info(
+            "trial %s (%s) %s: %s | %d finished, %d running | best so far %s",
+            trial.trial_id, record["params"]["model"], record["status"].lower(), outcome,
+            done, running, f"{best[1]:.4f} ({best[0]})" if best else "none",
+        )
+
+    def best(self) -> tuple[str, float] | None:
+        scored = [
+            (trial_id, row["val_macro_f1"]) for trial_id, row in self.trial_rows().items()
+            if row.get("val_macro_f1") is not None and not math.isnan(row["val_macro_f1"])
+        ]
+        return max(scored, key=lambda item: item[1]) if scored else None
+
+    def trial_rows(self) -> dict[str, dict[str, Any]]:
+        """One row per known trial: its best epoch's metrics, hyperparameters and bookkeeping."""
+        rows = {}
+        for trial_id, record in self._trials.items():
+            epochs = self._epochs.get(trial_id, {})
+            best = max(epochs.values(), key=_score, default={})
+            cpus, gpus = self.resources.get(record["params"]["model"], (None, None))
+            last = epochs[max(epochs)] if epochs else {}
+            rows[trial_id] = {
+                **{key: best.get(key) for key in METRIC_COLUMNS},
+                **record["params"],
+                "trial_id": trial_id,
+                "status": record["status"],
+                "epochs_completed": max(epochs, default=0),
+                "best_epoch": best.get("epoch"),
+                "confusion_matrix": best.get("confusion_matrix"),
+                "train_seconds": last.get("train_seconds"),
+                "cpus": cpus,
+                "gpus": gpus,
+                "node": last.get("node"),
+                "checkpoint": record["checkpoint"],
+                "error": record["error"],
+            }
+        return rows
+
+    def epoch_rows(self) -> list[dict[str, Any]]:
+        return [
+            {**row, **self._trials[trial_id]["params"], "trial_id": trial_id}
+            for trial_id, epochs in self._epochs.items() if trial_id in self._trials
+            for _, row in sorted(epochs.items())
+        ]
+
+    def write(self) -> None:
+        trials_table = to_arrow(sort_records(self.trial_rows().values()), TRIALS_SCHEMA)
+        write_table(trials_table, _join(self.experiment, TRIALS_FILE), self.metadata)
+        write_table(to_arrow(self.epoch_rows(), EPOCHS_SCHEMA), _join(self.experiment, EPOCHS_FILE), self.metadata)
+
+
+def _score(row: Mapping[str, Any]) -> float:
+    value = row.get("val_macro_f1")
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+def _join(experiment: str, name: str) -> str:
+    return f"{experiment.rstrip('/')}/{name}"
+
+
+def _location(experiment: str, path: str) -> str:
+    """A checkpoint's fs path as the user can open it: a URI when the experiment is remote."""
+    if "://" in experiment and "://" not in path:
+        return f"{experiment.split('://')[0]}://{path}"
+    return path
+
+
+def _read(path: str | None) -> str | None:
+    return Path(path).read_text(errors="replace") if path and Path(path).exists() else None

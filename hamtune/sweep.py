@@ -1,0 +1,275 @@
+"""Orchestration: the sweep file's search run as OptunaSearch + ASHA in a Ray Tune Tuner.
+
+The driver validates the data and computes the split once, records them in the experiment
+directory, and hands every trial the same `PreparedData` through Ray's object store. Ray and
+Optuna live here and in the recorder only; the trial itself is `hamtune.trainable.run_trial`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hamtune.config import SweepConfig, to_dict
+from hamtune.data.prepared import PreparedData, prepare_data
+from hamtune.errors import ConfigError, DataError, ExperimentError
+from hamtune.experiment import Experiment, experiment_for
+from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate
+from hamtune.trainable import OBJECTIVE, run_trial
+
+logger = logging.getLogger(__name__)
+
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+
+
+class TuneReporter:
+    """Reports one row per epoch to Ray Tune, with the checkpoint that lets the trial resume."""
+
+    wants_checkpoints = True
+
+    def __init__(self) -> None:
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        from ray import tune
+
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        tune.report({**metrics, "node_id": self.node_id}, checkpoint=checkpoint)
+
+
+def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: int) -> None:
+    """The Ray Tune function trainable: resume from Tune's checkpoint if any, then train."""
+    import ray
+    from ray import tune
+
+    context = tune.get_context()
+    resources = context.get_trial_resources().required_resources
+    trial_seed = seed + zlib.crc32(context.get_trial_id().encode()) % 10_000
+    run = partial(
+        run_trial, config, training, data, TuneReporter(),
+        cpus=resources.get("CPU", 1), use_gpu=bool(ray.get_gpu_ids()), seed=trial_seed,
+    )
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run()
+        return
+    with checkpoint.as_directory() as directory:
+        run(checkpoint_dir=Path(directory))
+
+
+def trial_resources(config: dict[str, Any], sweep: SweepConfig) -> dict[str, float]:
+    """Per-trial resources for the model a trial was given (per-model overrides apply)."""
+    model = sweep.resources.for_model(config["model"])
+    return {"cpu": model.cpus, "gpu": model.gpus}
+
+
+def _trainable(sweep: SweepConfig, data: PreparedData) -> Any:
+    from ray import tune
+
+    trainable = tune.with_parameters(tune_trial, data=data, training=sweep.training, seed=sweep.search.seed)
+    return tune.with_resources(trainable, partial(trial_resources, sweep=sweep))
+
+
+def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metadata: dict[str, Any]) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from hamtune.recorder import ResultRecorder
+
+    searcher = OptunaSearch(
+        space=partial(define_space, space=sweep.space), metric=OBJECTIVE, mode="max",
+        sampler=make_sampler(sweep.search.seed),
+        points_to_evaluate=points_to_evaluate(sweep) or None,
+    )
+    if sweep.scheduler.type == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", max_t=sweep.scheduler.max_epochs,
+            grace_period=sweep.scheduler.grace_period, reduction_factor=sweep.scheduler.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    resources = {
+        name: (sweep.resources.for_model(name).cpus, sweep.resources.for_model(name).gpus)
+        for name in sweep.space.models
+    }
+    recorder = ResultRecorder(experiment.uri, metadata, resources)
+    return tune.Tuner(
+        _trainable(sweep, data),
+        tune_config=tune.TuneConfig(
+            metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
+            num_samples=sweep.search.trials, max_concurrent_trials=sweep.search.max_concurrent,
+            reuse_actors=False,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment.name, storage_path=experiment.storage,
+            failure_config=tune.FailureConfig(max_failures=sweep.failures.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[recorder], verbose=1,
+        ),
+    )
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that decide a sweep's numbers, for the tables' metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("hamtune", "tensorflow", "keras", "ray", "optuna", "scikit-learn", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def init_ray(address: str | None) -> None:
+    """Join `address` (auto, host:port) or start a private local Ray instance (dashboard on loopback)."""
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    kwargs: dict[str, Any] = {
+        "runtime_env": {"env_vars": WORKER_ENV}, "logging_level": logging.WARNING,
+        "log_to_driver": True,
+    }
+    if address:
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise ExperimentError(f"cannot join the Ray cluster at {address!r}: {error}") from error
+    else:
+        ray.init(dashboard_host="127.0.0.1", include_dashboard=False, **kwargs)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many trials of each model fit on the cluster at once, node by node."""
+
+    per_model: dict[str, int]
+    nodes: list[dict[str, float]]
+
+
+def capacity(sweep: SweepConfig) -> Capacity:
+    """Trials that fit at once per model; a model that fits on no node is a ConfigError."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    fits: dict[str, int] = {}
+    for name in sweep.space.models:
+        need = sweep.resources.for_model(name)
+        total = 0
+        for node in nodes:
+            by_cpu = math.floor(node.get("CPU", 0) / need.cpus + 1e-9) if need.cpus else math.inf
+            by_gpu = math.floor(node.get("GPU", 0) / need.gpus + 1e-9) if need.gpus else math.inf
+            total += int(min(by_cpu, by_gpu)) if min(by_cpu, by_gpu) != math.inf else 0
+        fits[name] = total
+    return Capacity(per_model=fits, nodes=[{"CPU": n.get("CPU", 0), "GPU": n.get("GPU", 0)} for n in nodes])
+
+
+def check_fits(sweep: SweepConfig, cap: Capacity, autoscaling: bool) -> None:
+    unfit = [name for name, count in cap.per_model.items() if count == 0]
+    if unfit and not autoscaling:
+        needs = ", ".join(
+            f"{name} needs {sweep.resources.for_model(name).cpus:g} CPU + "
+            f"{sweep.resources.for_model(name).gpus:g} GPU" for name in unfit
+        )
+        largest = max(cap.nodes, key=lambda n: (n["GPU"], n["CPU"]), default={"CPU": 0, "GPU": 0})
+        raise ConfigError(
+            f"resources: no node can run a trial ({needs}); the largest node has "
+            f"{largest['CPU']:g} CPU and {largest['GPU']:g} GPU. Lower resources.cpus_per_trial / "
+            "gpus_per_trial or add nodes."
+        )
+
+
+def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: Experiment, cap: Capacity) -> str:
+    """What `--dry-run` prints: resolved config, search space, resources, capacity, split."""
+    import yaml
+
+    from hamtune.data.split import split_summary
+
+    lines = [f"experiment: {experiment.uri}", "", "resolved config:",
+             yaml.safe_dump(to_dict(sweep), sort_keys=False).rstrip(), "", "search space:"]
+    lines += [f"  {line}" for line in describe_space(sweep.space)]
+    lines += ["", "per-trial resources and trials that fit at once on this cluster:"]
+    for name in sweep.space.models:
+        need = sweep.resources.for_model(name)
+        lines.append(f"  {name}: {need.cpus:g} CPU, {need.gpus:g} GPU -> {cap.per_model[name]} at once")
+    sizes = ", ".join(f"{node['CPU']:g} CPU/{node['GPU']:g} GPU" for node in cap.nodes)
+    lines.append(f"  nodes: {len(cap.nodes)} ({sizes})")
+    lines += ["", f"dataset: {data.index.root} ({data.index.format}, {len(data.index)} images, "
+              f"fingerprint {data.index.fingerprint}), split seed {data.split_seed}",
+              split_summary(data.split).to_string()]
+    return "\n".join(lines)
+
+
+def _prepare_for_resume(sweep: SweepConfig, experiment: Experiment) -> PreparedData:
+    """Re-use the saved split; the data must still be the data the sweep started with."""
+    import dataclasses
+
+    data = prepare_data(sweep.data)
+    info = experiment.info()
+    if info.get("fingerprint") != data.index.fingerprint:
+        raise DataError(
+            f"the dataset changed since {experiment.uri} started (fingerprint "
+            f"{info.get('fingerprint')} then, {data.index.fingerprint} now); resume needs the same data"
+        )
+    saved = experiment.split()
+    return dataclasses.replace(data, split=saved)
+
+
+def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False,
+              dry_run: bool = False, echo: Any = print) -> Any:
+    """Run (or resume, or only describe) a sweep; returns Ray's ResultGrid, or None for a dry run."""
+    experiment = experiment_for(sweep.storage, sweep.name)
+    if resume:
+        if not experiment.exists():
+            raise ExperimentError(f"--resume: {experiment.uri} does not exist; run without --resume to start it")
+        if not experiment.is_hamtune():
+            raise ExperimentError(
+                f"--resume: {experiment.uri} is not a hamtune experiment (no {experiment.uri}/hamtune.json); "
+                "refusing to load its state"
+            )
+        data = _prepare_for_resume(sweep, experiment)
+    else:
+        if experiment.exists() and not dry_run:
+            raise ExperimentError(
+                f"experiment {experiment.uri} already exists: pass --resume to continue it, "
+                "or choose another --name"
+            )
+        data = prepare_data(sweep.data)
+
+    init_ray(address)
+    cap = capacity(sweep)
+    check_fits(sweep, cap, autoscaling=address is not None)
+    if dry_run:
+        echo(dry_run_report(sweep, data, experiment, cap))
+        return None
+
+    metadata = {
+        "sweep_file": sweep.text, "config": to_dict(sweep), "versions": versions(),
+        "dataset_fingerprint": data.index.fingerprint, "split_seed": data.split_seed,
+    }
+    from ray import tune
+
+    if resume:
+        path = experiment.uri
+        if not tune.Tuner.can_restore(path):
+            raise ExperimentError(f"--resume: {path} holds no Ray Tune state to resume from")
+        echo(f"resuming {path}")
+        tuner = tune.Tuner.restore(path, trainable=_trainable(sweep, data), resume_errored=True)
+    else:
+        experiment.create(
+            sweep.text, to_dict(sweep), data.split,
+            {"fingerprint": data.index.fingerprint, "split_seed": data.split_seed, **versions()},
+        )
+        tuner = _tuner(sweep, data, experiment, metadata)
+    echo(f"sweep {sweep.name}: {sweep.search.trials} trials of {', '.join(sweep.space.models)} -> {experiment.uri}")
+    return tuner.fit()
