@@ -25,7 +25,10 @@ from hamtune.trainable import OBJECTIVE, run_trial
 
 logger = logging.getLogger(__name__)
 
-WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+# Tune warns whenever checkpoints force experiment snapshots; hamtune wants exactly that (resume
+# must see every checkpoint), so the warning is noise.
+DRIVER_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_AIR_NEW_OUTPUT": "1"}
 
 
 class TuneReporter:
@@ -71,6 +74,11 @@ def trial_resources(config: dict[str, Any], sweep: SweepConfig) -> dict[str, flo
     return {"cpu": model.cpus, "gpu": model.gpus}
 
 
+def trial_dirname(trial: Any) -> str:
+    """Short, stable trial directory names (Tune's default embeds every parameter)."""
+    return f"trial_{trial.trial_id}"
+
+
 def _trainable(sweep: SweepConfig, data: PreparedData) -> Any:
     from ray import tune
 
@@ -107,7 +115,7 @@ def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metad
         tune_config=tune.TuneConfig(
             metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
             num_samples=sweep.search.trials, max_concurrent_trials=sweep.search.max_concurrent,
-            reuse_actors=False,
+            reuse_actors=False, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=experiment.storage,
@@ -135,7 +143,8 @@ def init_ray(address: str | None) -> None:
     """Join `address` (auto, host:port) or start a private local Ray instance (dashboard on loopback)."""
     import ray
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    for key, value in DRIVER_ENV.items():
+        os.environ.setdefault(key, value)
     kwargs: dict[str, Any] = {
         "runtime_env": {"env_vars": WORKER_ENV}, "logging_level": logging.WARNING,
         "log_to_driver": True,
