@@ -1,0 +1,127 @@
+"""End to end: a real sweep (Ray Tune + OptunaSearch, real ConvNeXt-Small and DenseNet121, tiny
+images) through the `hamtune` command, and the tables and experiment directory it leaves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from hamtune.labels import CLASSES
+from hamtune.metrics import SCALAR_METRICS
+from tests.conftest import hamtune_env, tiny_sweep_yaml
+
+pytestmark = pytest.mark.slow
+
+REQUIRED_TRIAL_COLUMNS = [
+    "trial_id", "status", "model", "learning_rate", "dropout", "unfreeze_depth", "class_weight_power",
+    "epochs_completed", "best_epoch", "val_macro_f1", "val_balanced_accuracy", "val_weighted_f1",
+    "val_accuracy", "val_loss", "val_auc_macro", "val_mel_recall",
+    *[f"val_{kind}_{c}" for kind in ("precision", "recall", "f1") for c in CLASSES],
+    "confusion_matrix", "train_seconds", "node", "checkpoint",
+]
+
+
+def run_hamtune(args: list[str], cache: Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hamtune", *args], cwd=cwd, env=hamtune_env(cache),
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path) -> dict:
+    """One real two-trial sweep (one trial per backbone, 2 epochs each: warm-up, then fine-tune)."""
+    root = tmp_path_factory.mktemp("sweep")
+    sweep_file = root / "tiny.yaml"
+    sweep_file.write_text(tiny_sweep_yaml("tiny", root / "runs"))
+    result = run_hamtune(["sweep", str(sweep_file)], hamtune_cache, root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return {"root": root, "file": sweep_file, "experiment": root / "runs" / "tiny", "result": result}
+
+
+def test_trials_table_has_every_column_sorted_by_macro_f1(smoke: dict) -> None:
+    trials = pd.read_parquet(smoke["experiment"] / "trials.parquet")
+    assert set(REQUIRED_TRIAL_COLUMNS) <= set(trials.columns)
+    assert len(trials) == 2 and set(trials["model"]) == {"convnext_small", "densenet121"}
+    assert (trials["status"] == "TERMINATED").all()
+    assert trials["val_macro_f1"].is_monotonic_decreasing
+    for column in ("unfreeze_depth", "epochs_completed", "best_epoch"):
+        assert pd.api.types.is_integer_dtype(trials[column]), column
+    assert (trials["epochs_completed"] == 2).all()
+    for matrix in trials["confusion_matrix"]:
+        assert len(matrix) == len(CLASSES) and all(len(row) == len(CLASSES) for row in matrix)
+    assert trials["checkpoint"].map(lambda p: Path(p).is_dir()).all()
+
+
+def test_every_epoch_reports_every_metric_for_both_backbones(smoke: dict) -> None:
+    epochs = pd.read_parquet(smoke["experiment"] / "epochs.parquet")
+    for model in ("convnext_small", "densenet121"):
+        rows = epochs[epochs["model"] == model].sort_values("epoch")
+        assert rows["epoch"].tolist() == [1, 2]
+        assert rows["phase"].tolist() == [1, 2]  # warm-up (head only), then fine-tuning
+        metrics = rows[[f"val_{key}" for key in SCALAR_METRICS if key != "auc_macro"]]
+        assert metrics.notna().all().all()
+        # The whole validation split is evaluated: confusion matrix counts = validation size.
+        split = pd.read_csv(smoke["experiment"] / "split.csv")
+        assert rows["confusion_matrix"].map(lambda m: sum(map(sum, m))).eq((split["split"] == "val").sum()).all()
+
+
+def test_tables_carry_provenance_metadata(smoke: dict) -> None:
+    meta = pq.read_schema(smoke["experiment"] / "trials.parquet").metadata
+    assert meta[b"hamtune.sweep_file"].decode() == smoke["file"].read_text()
+    versions = json.loads(meta[b"hamtune.versions"])
+    assert {"hamtune", "tensorflow", "keras", "ray", "optuna"} <= set(versions)
+    config = json.loads(meta[b"hamtune.config"])
+    assert config["name"] == "tiny"
+    marker = json.loads((smoke["experiment"] / "hamtune.json").read_text())
+    assert meta[b"hamtune.dataset_fingerprint"].decode() == marker["fingerprint"]
+    assert meta[b"hamtune.split_seed"].decode() == "0"
+
+
+def test_split_is_saved_lesion_clean(smoke: dict) -> None:
+    split = pd.read_csv(smoke["experiment"] / "split.csv")
+    assert set(split["split"]) == {"train", "val", "test"}
+    assert split.groupby("lesion_id")["split"].nunique().max() == 1
+
+
+def test_cli_prints_top_trials_and_table_paths(smoke: dict) -> None:
+    out = smoke["result"].stdout
+    assert "top trials by val_macro_f1" in out
+    assert str(smoke["experiment"] / "trials.parquet") in out
+    assert str(smoke["experiment"] / "epochs.parquet") in out
+
+
+def test_existing_experiment_is_refused_without_resume(smoke: dict, hamtune_cache: Path) -> None:
+    before = (smoke["experiment"] / "trials.parquet").stat().st_mtime_ns
+    result = run_hamtune(["sweep", str(smoke["file"])], hamtune_cache, smoke["root"], timeout=120)
+    assert result.returncode == 2
+    assert "already exists" in result.stderr and "--resume" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (smoke["experiment"] / "trials.parquet").stat().st_mtime_ns == before
+
+
+def test_resume_refuses_a_directory_that_is_not_an_experiment(tmp_path: Path, hamtune_cache: Path) -> None:
+    (tmp_path / "runs" / "foreign").mkdir(parents=True)
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(tiny_sweep_yaml("foreign", tmp_path / "runs"))
+    result = run_hamtune(["sweep", str(sweep_file), "--resume"], hamtune_cache, tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "not a hamtune experiment" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, hamtune_cache: Path) -> None:
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(tiny_sweep_yaml("dry", tmp_path / "runs"))
+    result = run_hamtune(["sweep", str(sweep_file), "--dry-run"], hamtune_cache, tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for expected in ("resolved config:", "search space:", "learning_rate", "unfreeze_depth",
+                     "convnext_small: 1 CPU, 0 GPU -> 2 at once", "train_images", "fingerprint"):
+        assert expected in out, expected
+    assert not (tmp_path / "runs" / "dry").exists()
