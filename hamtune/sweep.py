@@ -57,7 +57,7 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
     resources = context.get_trial_resources().required_resources
     trial_seed = seed + zlib.crc32(context.get_trial_id().encode()) % 10_000
     run = partial(
-        run_trial, config, training, data, TuneReporter(),
+        run_trial, config, training, data.on_this_node(), TuneReporter(),
         cpus=resources.get("CPU", 1), use_gpu=bool(ray.get_gpu_ids()), seed=trial_seed,
     )
     checkpoint = tune.get_checkpoint()
@@ -183,6 +183,61 @@ def capacity(sweep: SweepConfig) -> Capacity:
     return Capacity(per_model=fits, nodes=[{"CPU": n.get("CPU", 0), "GPU": n.get("GPU", 0)} for n in nodes])
 
 
+#: Set to 1 when a local `storage` path is on a filesystem every node mounts (NFS and the like).
+SHARED_STORAGE_ENV = "HAMTUNE_SHARED_STORAGE"
+#: Where the cluster launcher (`ray up`) leaves the cluster's config on the head node.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+
+
+def cluster_hosts(address: str | None) -> tuple[set[str], list[str]]:
+    """The machines of the Ray cluster now, and the worker node types it may still add.
+
+    An autoscaling cluster may have no worker yet when the sweep starts, so the launcher's
+    config on the head is read too (only when joining a cluster: a private instance never grows).
+    """
+    import ray
+
+    hosts = {node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}
+    return hosts, launcher_worker_types(Path(BOOTSTRAP_CONFIG).expanduser()) if address else []
+
+
+def launcher_worker_types(path: Path) -> list[str]:
+    """Node types other than the head's that a cluster launcher config may start (none if absent)."""
+    import yaml
+
+    if not path.is_file():
+        return []
+    launcher = yaml.safe_load(path.read_text()) or {}
+    return sorted(
+        name for name, spec in launcher.get("available_node_types", {}).items()
+        if name != launcher.get("head_node_type") and spec.get("max_workers", 0) > 0
+    )
+
+
+def check_cluster_paths(sweep: SweepConfig, experiment: Experiment, hosts: set[str], worker_types: list[str]) -> None:
+    """Refuse a head-local storage path when trials may run on other machines, before any trial.
+
+    Trials write checkpoints and results to `storage` from the node they run on; Ray would only
+    notice a path that exists on the head alone once a worker's trial first reports, mid-sweep.
+    Nodes that all share one host (a test cluster on one machine) see the same paths.
+    """
+    if len(hosts) <= 1 and not worker_types:
+        return
+    where = (f"{len(hosts)} machines ({', '.join(sorted(hosts))})" if len(hosts) > 1
+             else f"a cluster that may add {', '.join(worker_types)} nodes")
+    if not experiment.is_remote and os.environ.get(SHARED_STORAGE_ENV) != "1":
+        raise ExperimentError(
+            f"storage {experiment.storage!r} is a local path, but this sweep runs on {where}: a "
+            "worker's checkpoints and results would not reach it. Use an s3:// or gs:// URI "
+            f"(--storage), or a path every node mounts (NFS) and set {SHARED_STORAGE_ENV}=1"
+        )
+    if sweep.data.dir is not None and "://" not in sweep.data.dir:
+        logger.warning(
+            "data.dir %s is a local path on %s: every node must hold the same files there "
+            "(an s3://, gs:// or file:// URI is fetched onto each node instead)", sweep.data.dir, where,
+        )
+
+
 def check_fits(sweep: SweepConfig, cap: Capacity, autoscaling: bool) -> None:
     unfit = [name for name, count in cap.per_model.items() if count == 0]
     if unfit and not autoscaling:
@@ -256,6 +311,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
         data = prepare_data(sweep.data)
 
     init_ray(address)
+    check_cluster_paths(sweep, experiment, *cluster_hosts(address))
     cap = capacity(sweep)
     check_fits(sweep, cap, autoscaling=address is not None)
     if dry_run:
