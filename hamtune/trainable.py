@@ -2,8 +2,9 @@
 
 `run_trial` is the single code path for a trial: Ray Tune calls it through `tune_trainable`
 (reporting with `ray.tune.report`), and `hamtune train` calls it in-process with a console
-reporter. Everything TensorFlow is imported inside the functions, after the trial has decided
-which devices and thread pools it may use.
+reporter. Its training half, `train_epochs`, is also what `hamtune refit` runs on train+val for a
+fixed epoch count, so a refit trains exactly as the trial did. Everything TensorFlow is imported
+inside the functions, after the trial has decided which devices and thread pools it may use.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -143,6 +145,93 @@ def phase_of(epoch: int, warmup_epochs: int, unfreeze_depth: int) -> int:
     return 2 if unfreeze_depth > 0 and epoch > warmup_epochs else 1
 
 
+@dataclass(frozen=True)
+class EpochResult:
+    """One finished training epoch: its number (1-based), phase, mean training loss and fit time."""
+
+    epoch: int
+    phase: int
+    train_loss: float
+    seconds: float
+
+
+def build_trial_model(
+    params: dict[str, Any], training: TrainingConfig, data: PreparedData, cpus: float, use_gpu: bool, seed: int
+) -> tuple[Any, np.ndarray]:
+    """Configure TensorFlow, seed, attach the image cache and build the model (backbone frozen).
+
+    Shared by trials and refits, so a refit trains exactly the model a trial trained.
+    Returns the model and the cached images (rows in `data.index.table` order).
+    """
+    configure_tensorflow(cpus, use_gpu, training.mixed_precision)
+    import keras
+
+    from hamtune.data.cache import open_cache
+    from hamtune.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    cache = open_cache(data.index, data.image_size, data.cache_dir)
+    model = build_model(
+        params["model"], data.image_size, float(params["dropout"]), weights=training.weights, seed=seed
+    )
+    return model, cache.images
+
+
+def train_epochs(
+    model: Any,
+    params: dict[str, Any],
+    training: TrainingConfig,
+    images: np.ndarray,
+    positions: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    start: int = 0,
+    stop: int | None = None,
+    resume: tuple[Path, int] | None = None,
+) -> Iterator[EpochResult]:
+    """Train epochs `start + 1` to `stop` (default `training.epochs`), yielding after each one.
+
+    The training half of a trial, without validation: class-weighted batches reshuffled per
+    epoch, the head-only warm-up, then the top blocks unfrozen with a fresh optimizer at the
+    scaled learning rate. `resume` = (checkpoint directory, phase it was written in) restores
+    weights and, within the same phase, the optimizer. Raises TrialDiverged on a non-finite loss.
+    """
+    from hamtune.data.pipeline import make_dataset
+    from hamtune.data.weights import class_weights, sample_weights
+    from hamtune.models import freeze_backbone, unfreeze
+
+    model_name = params["model"]
+    depth = int(params["unfreeze_depth"])
+    weights = sample_weights(labels, class_weights(labels, float(params["class_weight_power"])))
+    phase = 0
+    for epoch in range(start + 1, (training.epochs if stop is None else stop) + 1):
+        if phase_of(epoch, training.warmup_epochs, depth) != phase:
+            phase = phase_of(epoch, training.warmup_epochs, depth)
+            if phase == 1:
+                freeze_backbone(model)
+                _compile(model, float(params["learning_rate"]))
+            else:
+                unfreeze(model, model_name, depth)
+                _compile(model, float(params["learning_rate"]) * training.fine_tune_lr_scale)
+            if resume is not None:
+                _restore(resume[0], model, optimizer=resume[1] == phase)
+                resume = None
+        train_ds = make_dataset(
+            images, positions, labels, weights,
+            batch_size=training.batch_size, shuffle=True, seed=seed + epoch,
+        )
+        tick = time.perf_counter()
+        history = model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
+        seconds = time.perf_counter() - tick
+        train_loss = float(history.history["loss"][-1])
+        if not math.isfinite(train_loss):
+            raise TrialDiverged(
+                f"training loss became {train_loss} at epoch {epoch} "
+                f"({model_name}, learning_rate={params['learning_rate']:.3g}): trial stopped"
+            )
+        yield EpochResult(epoch, phase, train_loss, seconds)
+
+
 def run_trial(
     params: dict[str, Any],
     training: TrainingConfig,
@@ -158,78 +247,41 @@ def run_trial(
     Resumes from `checkpoint_dir` when given: the epoch counter, best-so-far metrics, model
     weights and optimizer state continue, so a retried trial never repeats finished epochs.
     """
-    configure_tensorflow(cpus, use_gpu, training.mixed_precision)
-    import keras
-
-    from hamtune.data.cache import open_cache
     from hamtune.data.pipeline import make_dataset
-    from hamtune.data.weights import class_weights, sample_weights
-    from hamtune.models import build_model, freeze_backbone, unfreeze
-
-    model_name = params["model"]
-    depth = int(params["unfreeze_depth"])
-    keras.utils.set_random_seed(seed)
 
     started = time.perf_counter()
-    cache = open_cache(data.index, data.image_size, data.cache_dir)
+    model, images = build_trial_model(params, training, data, cpus, use_gpu, seed)
     train_pos, val_pos = data.positions("train"), data.positions("val")
     y_train, y_val = data.labels(train_pos), data.labels(val_pos)
-    weights = sample_weights(y_train, class_weights(y_train, float(params["class_weight_power"])))
-    val_ds = make_dataset(cache.images, val_pos, y_val, batch_size=training.batch_size)
-    logger.info("data attached in %.1fs", time.perf_counter() - started)
+    val_ds = make_dataset(images, val_pos, y_val, batch_size=training.batch_size)
+    logger.info("model built and data attached in %.1fs", time.perf_counter() - started)
 
-    model = build_model(
-        model_name, data.image_size, float(params["dropout"]), weights=training.weights, seed=seed
-    )
     state, saved_phase = _load_state(checkpoint_dir) if checkpoint_dir else (TrialState(), 0)
-    phase = 0
-    while state.epoch < training.epochs:
-        epoch = state.epoch + 1
-        if phase_of(epoch, training.warmup_epochs, depth) != phase:
-            phase = phase_of(epoch, training.warmup_epochs, depth)
-            if phase == 1:
-                freeze_backbone(model)
-                _compile(model, float(params["learning_rate"]))
-            else:
-                unfreeze(model, model_name, depth)
-                _compile(model, float(params["learning_rate"]) * training.fine_tune_lr_scale)
-            if checkpoint_dir is not None:
-                _restore(checkpoint_dir, model, optimizer=saved_phase == phase)
-                checkpoint_dir = None
-        train_ds = make_dataset(
-            cache.images, train_pos, y_train, weights,
-            batch_size=training.batch_size, shuffle=True, seed=seed + epoch,
-        )
-        tick = time.perf_counter()
-        history = model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
-        state.train_seconds += time.perf_counter() - tick
-        train_loss = float(history.history["loss"][-1])
-        if not math.isfinite(train_loss):
-            raise TrialDiverged(
-                f"training loss became {train_loss} at epoch {epoch} "
-                f"({model_name}, learning_rate={params['learning_rate']:.3g}): trial stopped"
-            )
-
+    resume = (checkpoint_dir, saved_phase) if checkpoint_dir else None
+    for result in train_epochs(
+        model, params, training, images, train_pos, y_train, seed, start=state.epoch, resume=resume
+    ):
+        state.train_seconds += result.seconds
         proba = model.predict(val_ds, verbose=0)
         metrics = {f"val_{key}": value for key, value in compute_metrics(y_val, proba).items()}
-        state.epoch = epoch
+        state.epoch = result.epoch
         if metrics[OBJECTIVE] > state.best_score:
-            state.best, state.best_epoch, state.epochs_without_improvement = metrics, epoch, 0
+            state.best, state.best_epoch, state.epochs_without_improvement = metrics, result.epoch, 0
         else:
             state.epochs_without_improvement += 1
         row = {
-            **metrics, "epoch": epoch, "phase": phase, "train_loss": train_loss,
+            **metrics, "epoch": result.epoch, "phase": result.phase, "train_loss": result.train_loss,
             "best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
             "train_seconds": state.train_seconds,
         }
         if reporter.wants_checkpoints:
             with tempfile.TemporaryDirectory(prefix="hamtune-ckpt-") as tmp:
-                _save_checkpoint(Path(tmp), model, state, phase)
+                _save_checkpoint(Path(tmp), model, state, result.phase)
                 reporter.report(row, Path(tmp))
         else:
             reporter.report(row, None)
         if state.epochs_without_improvement >= training.patience:
             logger.info("early stop at epoch %d: no better val_macro_f1 for %d epochs",
-                        epoch, training.patience)
+                        result.epoch, training.patience)
             break
     return state
