@@ -1,0 +1,101 @@
+"""Faults injected into a real sweep: a trial process killed after its first checkpoint is retried
+from that checkpoint (it continues at epoch 2), then the driver is killed with SIGKILL and
+`hamtune sweep --resume` finishes the sweep with every trial exactly once and none re-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import hamtune_env, tiny_sweep_yaml
+
+pytestmark = pytest.mark.slow
+
+TRIALS, EPOCHS = 3, 3
+
+
+def reports(experiment: Path) -> dict[str, list[dict]]:
+    """Every report Tune logged per trial directory (result.json lines), in order."""
+    found = {}
+    for path in experiment.glob("trial_*/result.json"):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        found[path.parent.name] = lines
+    return found
+
+
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen):  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            raise AssertionError(f"sweep exited ({process.returncode}) while waiting for {what}:\n"
+                                 + process.stdout.read()[-4000:])
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path) -> None:
+    sweep_file = tmp_path / "resume.yaml"
+    sweep_file.write_text(tiny_sweep_yaml(
+        "resume", tmp_path / "runs", models=("densenet121",), trials=TRIALS, epochs=EPOCHS,
+    ))
+    experiment = tmp_path / "runs" / "resume"
+    command = [sys.executable, "-m", "hamtune", "sweep", str(sweep_file)]
+    driver = subprocess.Popen(command, cwd=tmp_path, env=hamtune_env(hamtune_cache), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # 1. A trial reported epoch 1 (with its checkpoint): kill that trial's process.
+        first = wait_for(lambda: next(((name, r[0]) for name, r in reports(experiment).items() if r), None),
+                         600, "a first checkpoint", driver)
+        victim, report = first
+        os.kill(report["pid"], signal.SIGKILL)
+
+        # 2. Ray retries it from the checkpoint, in a new process, at epoch 2.
+        def retried():
+            lines = reports(experiment).get(victim, [])
+            return [r for r in lines if r["pid"] != report["pid"]]
+        after = wait_for(retried, 600, "the killed trial's retry to report", driver)
+        assert after[0]["epoch"] == 2, f"retried trial restarted at epoch {after[0]['epoch']}, not 2"
+
+        # 3. Kill the driver (and the local Ray instance it started) mid-sweep, once Tune has
+        #    had a moment to snapshot the experiment after that checkpoint.
+        time.sleep(3)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    if (experiment / "trials.parquet").exists():  # whatever was written before the kill is readable
+        pd.read_parquet(experiment / "trials.parquet")
+    before = {name: len(lines) for name, lines in reports(experiment).items()
+              if len(lines) == EPOCHS}
+
+    resumed = subprocess.run(command + ["--resume"], cwd=tmp_path, env=hamtune_env(hamtune_cache),
+                             capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
+
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    assert len(trials) == TRIALS and trials["trial_id"].is_unique
+    assert (trials["status"] == "TERMINATED").all()
+    assert (trials["epochs_completed"] == EPOCHS).all()
+    epochs = pd.read_parquet(experiment / "epochs.parquet")
+    assert len(epochs) == TRIALS * EPOCHS
+    per_trial = epochs.groupby("trial_id")["epoch"].apply(sorted)
+    assert all(seen == list(range(1, EPOCHS + 1)) for seen in per_trial), per_trial
+
+    logged = reports(experiment)
+    for name, count in before.items():  # finished before the kill: never re-run
+        assert len(logged[name]) == count, f"{name} was re-run after resume"
+    epochs_of_victim = [r["epoch"] for r in logged[victim]]
+    assert epochs_of_victim.count(1) == 1, f"{victim} restarted from scratch: {epochs_of_victim}"
+    assert set(epochs_of_victim) == set(range(1, EPOCHS + 1))
