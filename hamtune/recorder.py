@@ -91,8 +91,9 @@ class ResultRecorder(Callback):
 
     def _finished(self, trials: list, trial: Any) -> None:
         self.write()
-        done = sum(t.is_finished() for t in trials)
-        running = sum(t.status == "RUNNING" for t in trials)
+        # Tune updates `trial.status` after its callbacks run: count from what was recorded.
+        done = sum(record["status"] in ("TERMINATED", "ERROR") for record in self._trials.values())
+        running = sum(t.status == "RUNNING" for t in trials if t is not trial)
         best = self.best()
         record = self._trials[trial.trial_id]
         score = self.trial_rows()[trial.trial_id].get("val_macro_f1")
