@@ -63,6 +63,14 @@ class TrialState:
     def best_score(self) -> float:
         return float(self.best.get(OBJECTIVE, -math.inf))
 
+    def record(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Count a finished epoch; a strictly better objective becomes the trial's result."""
+        self.epoch = epoch
+        if metrics[OBJECTIVE] > self.best_score:
+            self.best, self.best_epoch, self.epochs_without_improvement = metrics, epoch, 0
+        else:
+            self.epochs_without_improvement += 1
+
 
 def configure_tensorflow(cpus: float, use_gpu: bool, mixed_precision: bool) -> bool:
     """Set devices, memory growth, thread pools and precision before TensorFlow runs any op.
@@ -264,11 +272,7 @@ def run_trial(
         state.train_seconds += result.seconds
         proba = model.predict(val_ds, verbose=0)
         metrics = {f"val_{key}": value for key, value in compute_metrics(y_val, proba).items()}
-        state.epoch = result.epoch
-        if metrics[OBJECTIVE] > state.best_score:
-            state.best, state.best_epoch, state.epochs_without_improvement = metrics, result.epoch, 0
-        else:
-            state.epochs_without_improvement += 1
+        state.record(result.epoch, metrics)
         row = {
             **metrics, "epoch": result.epoch, "phase": result.phase, "train_loss": result.train_loss,
             "best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
