@@ -18,6 +18,7 @@ from typing import Any
 
 from hamtune.config import SweepConfig, to_dict
 from hamtune.data.prepared import PreparedData, prepare_data
+from hamtune.data.remote import is_uri
 from hamtune.errors import ConfigError, DataError, ExperimentError
 from hamtune.experiment import Experiment, experiment_for
 from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate
@@ -231,7 +232,7 @@ def check_cluster_paths(sweep: SweepConfig, experiment: Experiment, hosts: set[s
             "worker's checkpoints and results would not reach it. Use an s3:// or gs:// URI "
             f"(--storage), or a path every node mounts (NFS) and set {SHARED_STORAGE_ENV}=1"
         )
-    if sweep.data.dir is not None and "://" not in sweep.data.dir:
+    if sweep.data.dir is not None and not is_uri(sweep.data.dir):
         logger.warning(
             "data.dir %s is a local path on %s: every node must hold the same files there "
             "(an s3://, gs:// or file:// URI is fetched onto each node instead)", sweep.data.dir, where,
