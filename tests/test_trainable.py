@@ -1,0 +1,49 @@
+"""The trial: phase schedule, best-epoch/patience bookkeeping, and `hamtune train` run for real."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hamtune.cli import main
+from hamtune.data.synth import write_synthetic
+from hamtune.trainable import TrialState, phase_of
+
+
+@pytest.mark.parametrize(("epoch", "warmup", "depth", "phase"), [
+    (1, 2, 4, 1), (2, 2, 4, 1), (3, 2, 4, 2),  # warm-up epochs train the head, then fine-tune
+    (5, 2, 0, 1),                              # depth 0: the backbone never unfreezes
+    (1, 0, 1, 2),                              # no warm-up: fine-tuning from the first epoch
+])
+def test_phase_schedule(epoch: int, warmup: int, depth: int, phase: int) -> None:
+    assert phase_of(epoch, warmup, depth) == phase
+
+
+def test_state_keeps_the_best_epoch_and_counts_patience() -> None:
+    state = TrialState()
+    for epoch, score in enumerate([0.30, 0.42, 0.41, 0.42, 0.50], start=1):
+        state.record(epoch, {"val_macro_f1": score, "val_loss": 1.0 / epoch})
+        if epoch == 4:
+            assert state.epochs_without_improvement == 2  # a tie is not an improvement
+    assert state.epoch == 5 and state.best_epoch == 5 and state.epochs_without_improvement == 0
+    assert state.best == {"val_macro_f1": 0.50, "val_loss": 0.2}
+
+
+@pytest.mark.slow
+def test_train_command_runs_one_trial_in_process(
+    capsys: pytest.CaptureFixture, tmp_path: Path, hamtune_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_synthetic(tmp_path / "data", images=200, seed=1, size=(96, 72))
+    monkeypatch.setenv("HAMTUNE_CACHE_DIR", str(hamtune_cache))
+    code = main([
+        "train", "--data", str(data), "--model", "densenet121", "--image-size", "32", "--epochs", "3",
+        "--warmup-epochs", "1", "--unfreeze-depth", "2", "--weights", "none", "--cpus", "1",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    epochs = re.findall(r"epoch +(\d) \(phase (\d)\).*val_macro_f1 ([0-9.]+)", out)
+    assert [(e, p) for e, p, _ in epochs] == [("1", "1"), ("2", "2"), ("3", "2")]
+    best = max(epochs, key=lambda row: float(row[2]))
+    assert f"val_macro_f1 {float(best[2]):.4f}" in out.splitlines()[-1]
