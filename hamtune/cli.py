@@ -81,7 +81,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _check_params(params: dict, sweep) -> None:  # noqa: ANN001 - SweepConfig imported lazily
     """Validate `hamtune train`'s hyperparameters with the same rules as a sweep file's space."""
-    from hamtune.config import ConfigError
+    from hamtune.errors import ConfigError
     from hamtune.models import max_unfreeze_depth
 
     top = max_unfreeze_depth(params["model"])

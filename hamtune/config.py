@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
+from hamtune.constraints import (
+    Field,
+    GpuCount,
+    INVALID,
+    Interval,
+    Later,
+    Location,
+    Nullable,
+    OneOf,
+    REQUIRED,
+    Text,
+)
 from hamtune.errors import ConfigError
 
-#: Storage and data URI schemes that pyarrow.fs (and so Ray) can read; anything else is a local path.
-URI_SCHEMES: tuple[str, ...] = ("file", "gs", "s3")
 #: The float hyperparameters of `SpaceConfig` and `TrialPoint` (each a `FloatRange` in the space).
 FLOAT_PARAMETERS: tuple[str, ...] = ("learning_rate", "dropout", "class_weight_power")
 #: `with_overrides` keywords (the CLI's flags) and the sweep key each one replaces.
@@ -144,162 +152,13 @@ class SweepConfig:
     text: str  # the original YAML text, kept with the experiment for provenance
 
 
-# --- constraints: what a value may be, stated once, in words the messages reuse -------------
-
-_INVALID = object()  # a value that failed its check: later rules that need it are skipped
-_REQUIRED = object()  # a Field default meaning "no default"
-
-
-class Constraint(Protocol):
-    """What one key may be: `clean` returns the value normalised or raises ValueError (text: a hint)."""
-
-    def clean(self, value: Any) -> Any: ...
-
-    def __str__(self) -> str: ...  # completes "<key> must be ..."
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class Interval:
-    """An int or float between bounds; `closed` says which bounds are included."""
-
-    kind: type
-    low: float | None = None
-    high: float | None = None
-    closed: str = "both"  # both | left | right | neither
-
-    def clean(self, value: Any) -> Any:
-        if self.kind is float and not (_is_number(value) and math.isfinite(value)):
-            raise ValueError(_yaml_float_hint(value))
-        if self.kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise ValueError("")
-        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
-        if self.low is not None and (value < self.low or (value == self.low and not left)):
-            raise ValueError("")
-        if self.high is not None and (value > self.high or (value == self.high and not right)):
-            raise ValueError("")
-        return self.kind(value)
-
-    def __str__(self) -> str:
-        left = "(-inf" if self.low is None else f"{'[' if self.closed in ('both', 'left') else '('}{self.low}"
-        right = "inf)" if self.high is None else f"{self.high}{']' if self.closed in ('both', 'right') else ')'}"
-        return f"{'an int' if self.kind is int else 'a float'} in {left}, {right}"
-
-
-def _yaml_float_hint(value: Any) -> str:
-    """PyYAML reads `1e-5` (no dot) as a string: say so, because the value looks right."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        float(value)
-    except ValueError:
-        return ""
-    return f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-5)"
-
-
-@dataclass(frozen=True)
-class OneOf:
-    options: tuple[Any, ...]
-
-    def clean(self, value: Any) -> Any:
-        if not isinstance(value, (str, bool)) or value not in self.options:
-            raise ValueError("")
-        return value
-
-    def __str__(self) -> str:
-        return "one of " + ", ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in self.options)
-
-
-@dataclass(frozen=True)
-class Text:
-    """A non-empty string matching `pattern`, described to users as `description`."""
-
-    pattern: str = r".+"
-    description: str = "a non-empty string"
-
-    def clean(self, value: Any) -> Any:
-        if not isinstance(value, str) or not re.fullmatch(self.pattern, value):
-            raise ValueError("")
-        return value
-
-    def __str__(self) -> str:
-        return self.description
-
-
-@dataclass(frozen=True)
-class Location:
-    """A local path (made absolute against the current directory) or a URI with an allowed scheme."""
-
-    schemes: tuple[str, ...] = URI_SCHEMES
-
-    def clean(self, value: Any) -> Any:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("")
-        if "://" in value:
-            if value.split("://", 1)[0].lower() not in self.schemes:
-                raise ValueError("")
-            return value
-        return os.path.abspath(os.path.expanduser(value))
-
-    def __str__(self) -> str:
-        if not self.schemes:
-            return "a local path"
-        return "a local path or a " + ", ".join(f"{s}://" for s in self.schemes) + " URI"
-
-
-@dataclass(frozen=True)
-class GpuCount:
-    """Ray shares a GPU between trials only in fractions below one; above that GPUs are whole."""
-
-    def clean(self, value: Any) -> Any:
-        if not _is_number(value) or not math.isfinite(value) or value < 0 or (value > 1 and value != int(value)):
-            raise ValueError("")
-        return float(value)
-
-    def __str__(self) -> str:
-        return "a fraction in [0, 1) or a whole number"
-
-
-@dataclass(frozen=True)
-class Nullable:
-    inner: Any
-
-    def clean(self, value: Any) -> Any:
-        return None if value is None else self.inner.clean(value)
-
-    def __str__(self) -> str:
-        return f"null or {self.inner}"
-
-
-@dataclass(frozen=True)
-class Later:
-    """A key that depends on others (the models listed), so a `_read_*` function checks it after them."""
-
-    what: str
-
-    def clean(self, value: Any) -> Any:
-        return value
-
-    def __str__(self) -> str:
-        return self.what
-
-
-@dataclass(frozen=True)
-class Field:
-    default: Any  # `_REQUIRED` when the key has no default
-    constraint: Constraint
-
-
 SEED = Interval(int, 0, 2**32 - 1)  # numpy's seed range
 POSITIVE_INT = Interval(int, 1, None)
 COUNT = Interval(int, 0, None)
 FRACTION = Interval(float, 0, 1, "neither")
 CPUS = Interval(float, 0, None, "neither")
 BOOL = OneOf((True, False))
-DEPTH_RANGE = {"low": Field(0, COUNT), "high": Field(_REQUIRED, COUNT)}
+DEPTH_RANGE = {"low": Field(0, COUNT), "high": Field(REQUIRED, COUNT)}
 SCHEDULER_NONE = "none"
 
 
@@ -310,7 +169,7 @@ def _float_range(low: float, high: float, bound: Interval, log: bool = False) ->
 def _schema(models: tuple[str, ...]) -> dict[str, Any]:
     """Every key of a sweep file: its default and what it may be (nested dicts are sections)."""
     return {
-        "name": Field(_REQUIRED, Text(r"(?!\.+$)[A-Za-z0-9_.-]+", "a name of letters, digits, '_', '.' and '-'")),
+        "name": Field(REQUIRED, Text(r"(?!\.+$)[A-Za-z0-9_.-]+", "a name of letters, digits, '_', '.' and '-'")),
         "data": {
             "dir": Field(None, Nullable(Location())),
             "format": Field("auto", OneOf(("auto", "kaggle", "isic2018"))),
@@ -384,7 +243,7 @@ class _Reader:
                 self.errors.append(f"unknown key {key!r} {place} (allowed: {', '.join(sorted(allowed))}){guess}")
 
     def section(self, value: Any, spec: Mapping[str, Any], where: str) -> dict[str, Any]:
-        """The keys of `spec` read from `value` (defaults filled in); `_INVALID` where a check failed."""
+        """The keys of `spec` read from `value` (defaults filled in); `INVALID` where a check failed."""
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
@@ -402,23 +261,23 @@ class _Reader:
 
     def field(self, mapping: Mapping, name: str, field: Field, key: str) -> Any:
         if name not in mapping:
-            if field.default is _REQUIRED:
+            if field.default is REQUIRED:
                 self.errors.append(f"{key} is missing; it must be {field.constraint}")
-                return _INVALID
+                return INVALID
             return field.constraint.clean(field.default)
         try:
             return field.constraint.clean(mapping[name])
         except ValueError as error:
             self.fail(key, field.constraint, mapping[name], str(error))
-            return _INVALID
+            return INVALID
 
 
 def _all_invalid(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _INVALID if isinstance(item, Field) else _all_invalid(item) for name, item in spec.items()}
+    return {name: INVALID if isinstance(item, Field) else _all_invalid(item) for name, item in spec.items()}
 
 
 def _valid(*values: Any) -> bool:
-    return all(value is not _INVALID for value in values)
+    return all(value is not INVALID for value in values)
 
 
 def _backbones() -> tuple[tuple[str, ...], Callable[[str], int]]:
@@ -430,11 +289,11 @@ def _backbones() -> tuple[tuple[str, ...], Callable[[str], int]]:
 
 def _read_models(reader: _Reader, value: Any, known: tuple[str, ...]) -> Any:
     if not _valid(value):  # its section was not a mapping, already reported
-        return _INVALID
+        return INVALID
     rule = f"a non-empty list of distinct models from {', '.join(known)}"
     if not isinstance(value, list) or not value:
         reader.fail("space.models", rule, value)
-        return _INVALID
+        return INVALID
     ok = True
     for i, model in enumerate(value):
         if not isinstance(model, str) or model not in known:
@@ -443,16 +302,16 @@ def _read_models(reader: _Reader, value: Any, known: tuple[str, ...]) -> Any:
         elif model in value[:i]:
             reader.fail(f"space.models[{i}]", "a model not listed before", model)
             ok = False
-    return tuple(value) if ok else _INVALID
+    return tuple(value) if ok else INVALID
 
 
 def _read_float_range(reader: _Reader, raw: dict[str, Any], key: str) -> Any:
     low, high, log = raw["low"], raw["high"], raw["log"]
     if not _valid(low, high, log):
-        return _INVALID
+        return INVALID
     reader.check(low < high, f"{key}.low", f"< {key}.high ({high})", low)
     reader.check(not log or low > 0, f"{key}.low", f"> 0 when {key}.log is true", low)
-    return FloatRange(low, high, log) if low < high and (not log or low > 0) else _INVALID
+    return FloatRange(low, high, log) if low < high and (not log or low > 0) else INVALID
 
 
 #: Default unfreeze ranges' upper ends: the top blocks worth tuning (block counts live in hamtune.models).
@@ -465,7 +324,7 @@ def _read_unfreeze(reader: _Reader, value: Any, models: tuple[str, ...], max_dep
         value = {m: {"low": 0, "high": high} for m, high in _DEFAULT_UNFREEZE.items() if m in models}
     if not isinstance(value, Mapping):
         reader.fail("space.unfreeze_depth", "a mapping of each model in space.models to {low, high}", value)
-        return _INVALID
+        return INVALID
     reader.unknown(value, list(models), "space.unfreeze_depth")
     ranges = {}
     for model in models:
@@ -482,21 +341,21 @@ def _read_unfreeze(reader: _Reader, value: Any, models: tuple[str, ...], max_dep
         reader.check(low <= high, f"{key}.low", f"<= {key}.high ({high})", low)
         if low <= high <= blocks:
             ranges[model] = IntRange(low, high)
-    return ranges if len(ranges) == len(models) else _INVALID
+    return ranges if len(ranges) == len(models) else INVALID
 
 
 def _read_points(reader: _Reader, value: Any, space: SpaceConfig | None) -> Any:
     if not _valid(value):
-        return _INVALID
+        return INVALID
     if not isinstance(value, list):
         reader.fail("search.points_to_evaluate", "a list of {model, learning_rate, ...} mappings", value)
-        return _INVALID
+        return INVALID
     if space is None:  # the space is invalid: its errors are already reported
-        return _INVALID
+        return INVALID
     spec = {
-        "model": Field(_REQUIRED, OneOf(space.models)),
-        **{p: Field(_REQUIRED, Interval(float, *_bounds(getattr(space, p)))) for p in FLOAT_PARAMETERS},
-        "unfreeze_depth": Field(_REQUIRED, COUNT),
+        "model": Field(REQUIRED, OneOf(space.models)),
+        **{p: Field(REQUIRED, Interval(float, *_bounds(getattr(space, p)))) for p in FLOAT_PARAMETERS},
+        "unfreeze_depth": Field(REQUIRED, COUNT),
     }
     points = []
     for i, entry in enumerate(value):
@@ -518,12 +377,12 @@ def _bounds(bounds: FloatRange) -> tuple[float, float]:
 
 def _read_per_model(reader: _Reader, value: Any, models: Any, cpus: Any, gpus: Any) -> Any:
     if not _valid(value):
-        return _INVALID
+        return INVALID
     if not isinstance(value, Mapping):
         reader.fail("resources.per_model", "a mapping of models in space.models to {cpus, gpus}", value)
-        return _INVALID
+        return INVALID
     if not _valid(models, cpus, gpus):
-        return _INVALID
+        return INVALID
     reader.unknown(value, list(models), "resources.per_model")
     spec = {"cpus": Field(cpus, CPUS), "gpus": Field(gpus, GpuCount())}
     out = {}
@@ -559,7 +418,7 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
     data, training, sched, resources = raw["data"], raw["training"], raw["scheduler"], raw["resources"]
     models = _read_models(reader, raw["space"]["models"], models_known)
     ranges = {p: _read_float_range(reader, raw["space"][p], f"space.{p}") for p in FLOAT_PARAMETERS}
-    unfreeze = _INVALID
+    unfreeze = INVALID
     if _valid(models):
         unfreeze = _read_unfreeze(reader, raw["space"]["unfreeze_depth"], models, max_depth)
     space = None
