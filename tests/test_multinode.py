@@ -224,7 +224,7 @@ def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
             lambda: _checkpoints(experiment) if len(_checkpoints(experiment)) == 2 else None,
             timeout=330, driver=driver, log=log, what="both trials' first checkpoints",
         )
-        time.sleep(2)
+        time.sleep(5)  # the trials persist a checkpoint before reporting it; let the driver register both
         first.kill()
         cluster.start_worker("worker2")
         assert driver.wait(timeout=420) == 0, log.read_text()[-5000:]
