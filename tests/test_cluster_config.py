@@ -67,6 +67,12 @@ def test_every_trial_of_the_cluster_sweep_fits_one_worker_and_none_the_head(clus
         assert need.cpus > head.get("CPU", 0) or need.gpus > head.get("GPU", 0)
 
 
+def test_the_cluster_sweep_keeps_every_gpu_worker_busy(cluster: dict[str, Any]) -> None:
+    """Fewer concurrent trials than workers leaves paid GPUs idle; more only queue."""
+    sweep = load_sweep(REPO / "sweeps" / "ham10000.yaml")
+    assert sweep.search.max_concurrent == cluster["max_workers"]
+
+
 def test_the_docker_image_matches_the_installed_ray_and_python(cluster: dict[str, Any]) -> None:
     match = re.fullmatch(r"rayproject/ray:(?P<ray>[0-9.]+)-py(?P<python>[0-9]+)-gpu", cluster["docker"]["image"])
     assert match, cluster["docker"]["image"]
