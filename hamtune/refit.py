@@ -73,8 +73,8 @@ def open_experiment(location: str) -> Experiment:
     return experiment
 
 
-def choose_trial(trials: pd.DataFrame, rank: int | None = 1, trial_id: str | None = None) -> pd.Series:
-    """The trial to refit: `trial_id` (or its directory name) if given, else the one at `rank`."""
+def choose_trial(trials: pd.DataFrame, rank: int | None = None, trial_id: str | None = None) -> pd.Series:
+    """The trial to refit: `trial_id` (or its directory name) if given, else the one at `rank` (default 1)."""
     ranked, _ = rank_trials(trials, SELECTION_METRIC)
     if trial_id is not None:
         trial_id = trial_id.removeprefix("trial_")
@@ -87,7 +87,8 @@ def choose_trial(trials: pd.DataFrame, rank: int | None = 1, trial_id: str | Non
                                   f"{match.iloc[0]['status']}): nothing says how long to train it")
         return match.iloc[0]
     count = int(ranked["rank"].count())
-    if rank is None or not 1 <= rank <= count:
+    rank = 1 if rank is None else rank
+    if not 1 <= rank <= count:
         raise ConfigError(f"--rank must be in [1, {count}] (ranked trials in this experiment), got {rank}")
     return ranked.iloc[rank - 1]
 
@@ -173,7 +174,7 @@ def score_test_split(y_true: np.ndarray, proba: np.ndarray, lesions: np.ndarray,
     }
 
 
-def refit(location: str, rank: int | None = 1, trial_id: str | None = None, epochs: int | None = None,
+def refit(location: str, rank: int | None = None, trial_id: str | None = None, epochs: int | None = None,
           out: str | None = None, cpus: float | None = None) -> RefitResult:
     """Retrain the chosen trial's configuration on train+val, evaluate it once on test, write it all.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from hamtune import plots
-from hamtune.analysis import Analysis, confusion, learning_curves
+from hamtune.analysis import HOURS_COLUMNS, Analysis, confusion, learning_curves
 from hamtune.errors import ConfigError, ExperimentError
 from hamtune.labels import CLASSES
 
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("table", "markdown", "csv", "json")
 REPORT_FILE = "report.html"
+_HOURS_MEANING = {"GPU-hours": "fit time x GPU share, summed over trials",
+                  "training hours": "fit time summed over trials, no GPU used"}
 
 
 def _number(value: object) -> str:
@@ -56,7 +58,8 @@ def sections(analysis: Analysis) -> dict[str, tuple[str, pd.DataFrame]]:
     evaluators = ", ".join(dict.fromkeys(analysis.importance.table["evaluator"])) or "none"
     return {
         "leaderboard": (f"Top {n} trials by {metric}", analysis.leaderboard),
-        "models": (f"Models ({analysis.hours_unit}: training time only)", analysis.models),
+        "models": (f"Models ({HOURS_COLUMNS[analysis.hours_unit]}: {_HOURS_MEANING[analysis.hours_unit]})",
+                   analysis.models),
         "per_class": ("Per-class validation recall and precision of each model's best trial",
                       per_class_wide(analysis.per_class)),
         "importance": (f"Hyperparameter importance for {metric} (evaluator: {evaluators})",
@@ -166,5 +169,5 @@ def write_report(analysis: Analysis, out: Path) -> list[Path]:
         report.write_text(render_html(analysis, images), encoding="utf-8")
     except OSError as error:
         raise ExperimentError(f"cannot write the report into {out}: {error}") from error
-    logger.info("wrote %s and %d plots", report, len(images))
+    logger.debug("wrote %s and %d plots", report, len(images))
     return [report, *images.values()]
