@@ -3,7 +3,8 @@
 The sweep chose the configuration and its epoch count on the validation split; the test split
 was never seen by any trial. Refitting on train+val for the trial's best epoch count (the usual
 recipe: more data, the same schedule) and scoring test exactly once gives a number that was not
-used for any choice. Training is the trial's own code (`hamtune.trainable.train_epochs`).
+used for any choice. Training is the trial's own code (`hamtune.trainable.train_epochs`), run
+in this process or, like a trial, as a Ray task with the trial's resources.
 
 Confidence intervals resample *lesions* (with all their images), not images: several views of
 one lesion are not independent, and an image bootstrap would give intervals that are too narrow.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -136,17 +138,18 @@ def _out_dir(experiment: Experiment, trial_id: str, out: str | None) -> Path:
     return path
 
 
-def _train_and_predict(params: dict[str, Any], sweep: SweepConfig, data: PreparedData, epochs: int, cpus: float,
-                       seed: int) -> tuple[Any, np.ndarray, float]:
+def fit_and_predict(params: dict[str, Any], sweep: SweepConfig, data: PreparedData, epochs: int, cpus: float,
+                    use_gpu: bool, seed: int) -> tuple[bytes, np.ndarray, float]:
     """Train on train+val for `epochs` with the trial's own loop, then predict the test split once.
 
-    Returns the model, the test probabilities (n, 7) and the training seconds.
+    Returns the saved `.keras` file's bytes (so a Ray task can hand the model back to the
+    driver), the test probabilities (n, 7) and the training seconds.
     """
     from hamtune.data.pipeline import make_dataset
     from hamtune.trainable import build_trial_model, train_epochs
 
     fit_pos = np.sort(np.concatenate([data.positions("train"), data.positions("val")]))
-    model, images = build_trial_model(params, sweep.training, data, cpus, use_gpu=True, seed=seed)
+    model, images = build_trial_model(params, sweep.training, data, cpus, use_gpu=use_gpu, seed=seed)
     logger.info("refitting %s on %d train+val images for %d epoch(s)", params["model"], len(fit_pos), epochs)
     seconds = 0.0
     labels = data.labels(fit_pos)
@@ -155,7 +158,36 @@ def _train_and_predict(params: dict[str, Any], sweep: SweepConfig, data: Prepare
         logger.info("epoch %d (phase %d): train_loss %.4f", result.epoch, result.phase, result.train_loss)
     test_pos = data.positions("test")
     test_ds = make_dataset(images, test_pos, data.labels(test_pos), batch_size=sweep.training.batch_size)
-    return model, model.predict(test_ds, verbose=0), seconds
+    proba = model.predict(test_ds, verbose=0)
+    with tempfile.TemporaryDirectory(prefix="hamtune-refit-") as tmp:
+        model.save(Path(tmp) / MODEL_FILE)
+        return (Path(tmp) / MODEL_FILE).read_bytes(), proba, seconds
+
+
+def _ray_task(params: dict[str, Any], sweep: SweepConfig, data: PreparedData, epochs: int,
+              seed: int) -> tuple[bytes, np.ndarray, float]:
+    """`fit_and_predict` inside a Ray task, on the CPUs and GPUs Ray gave it (like a trial)."""
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return fit_and_predict(params, sweep, data, epochs, cpus, bool(ray.get_gpu_ids()), seed)
+
+
+def _on_ray(address: str, params: dict[str, Any], sweep: SweepConfig, data: PreparedData, epochs: int,
+            seed: int) -> tuple[bytes, np.ndarray, float]:
+    """Run the refit as one Ray task with the trial's resources; `address` "local" starts a private Ray."""
+    import ray
+
+    from hamtune.sweep import init_ray
+
+    init_ray(None if address == "local" else address)
+    need = sweep.resources.for_model(params["model"])
+    try:
+        task = ray.remote(num_cpus=need.cpus, num_gpus=need.gpus, max_retries=0)(_ray_task)
+        logger.info("refit runs as a Ray task with %g CPU and %g GPU", need.cpus, need.gpus)
+        return ray.get(task.remote(params, sweep, data, epochs, seed))
+    finally:
+        ray.shutdown()
 
 
 def score_test_split(y_true: np.ndarray, proba: np.ndarray, lesions: np.ndarray, seed: int) -> dict[str, Any]:
@@ -175,11 +207,13 @@ def score_test_split(y_true: np.ndarray, proba: np.ndarray, lesions: np.ndarray,
 
 
 def refit(location: str, rank: int | None = None, trial_id: str | None = None, epochs: int | None = None,
-          out: str | None = None, cpus: float | None = None) -> RefitResult:
+          out: str | None = None, cpus: float | None = None, address: str | None = None) -> RefitResult:
     """Retrain the chosen trial's configuration on train+val, evaluate it once on test, write it all.
 
-    Runs in this process on its devices (a GPU when TensorFlow sees one), with `cpus` threads
-    (default: every core this process may use).
+    Without `address` it runs in this process on its devices (a GPU when TensorFlow sees one)
+    with `cpus` threads (default: every core this process may use). With `address` (auto,
+    host:port, or "local" for a private instance) it runs as one Ray task with the resources a
+    trial of that model had; the files are written here, by the driver.
     """
     from hamtune.config import parse_sweep, to_dict
     from hamtune.sweep import versions
@@ -201,8 +235,11 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
 
     params = {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in PARAMS}
     seed = sweep.search.seed
-    cpus = cpus or len(os.sched_getaffinity(0))
-    model, proba, seconds = _train_and_predict(params, sweep, data, count, cpus, seed)
+    if address is None:
+        cpus = cpus or len(os.sched_getaffinity(0))
+        model_file, proba, seconds = fit_and_predict(params, sweep, data, count, cpus, True, seed)
+    else:
+        model_file, proba, seconds = _on_ray(address, params, sweep, data, count, seed)
     y_test = test["label"].to_numpy()
     meta = next(iter(results.metadata.values()))
     report = {
@@ -221,17 +258,17 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     }
     try:
         target.mkdir(parents=True, exist_ok=True)
-        _write(target, model, test, y_test, proba, report)
+        _write(target, model_file, test, y_test, proba, report)
     except OSError as error:
         raise ExperimentError(f"cannot write the refit into {target}: {error}") from error
     return RefitResult(target, trial.to_dict(), count, report)
 
 
-def _write(target: Path, model: Any, test: pd.DataFrame, y_test: np.ndarray, proba: np.ndarray,
+def _write(target: Path, model_file: bytes, test: pd.DataFrame, y_test: np.ndarray, proba: np.ndarray,
            report: dict[str, Any]) -> None:
     from hamtune import plots
 
-    model.save(target / MODEL_FILE)
+    (target / MODEL_FILE).write_bytes(model_file)
     predictions = test[["image_id", "lesion_id"]].reset_index(drop=True).assign(
         y_true=y_test, y_pred=proba.argmax(axis=1))
     for i, name in enumerate(CLASSES):

@@ -230,3 +230,18 @@ def test_changed_data_is_refused(tiny_experiment: Path, tmp_path: Path, hamtune_
     with pytest.raises(DataError, match="dataset changed since .* refit needs the data the sweep chose on"):
         refit(str(copy), out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_refit_as_a_ray_task_matches_the_in_process_refit(refitted: RefitResult, tiny_experiment: Path,
+                                                          tmp_path: Path, hamtune_cache: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAMTUNE_CACHE_DIR", str(hamtune_cache))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    on_ray = refit(str(tiny_experiment), out=str(tmp_path / "ray"), address="local")
+    assert on_ray.report["trial_id"] == refitted.report["trial_id"]
+    local = pd.read_parquet(refitted.out / PREDICTIONS_FILE)
+    remote = pd.read_parquet(on_ray.out / PREDICTIONS_FILE)
+    assert remote["image_id"].tolist() == local["image_id"].tolist()
+    np.testing.assert_allclose(probabilities(remote), probabilities(local), atol=1e-5)  # same seed, same code
+    assert sorted(path.name for path in on_ray.out.iterdir()) == sorted(OUTPUT_FILES)
