@@ -190,6 +190,9 @@ def rank_trials(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[s
         if errored.all():
             raise ExperimentError(f"all {len(trials)} trials errored, nothing to analyse: {shown}")
         notes.append(f"{errored.sum()} of {len(trials)} trials errored and are not ranked: {shown}")
+    running = trials["status"].eq("RUNNING").fillna(False).to_numpy(bool) & scored
+    if running.any():
+        notes.append(f"{running.sum()} trial(s) still running: their scores are their best epoch so far")
     unscored = ~errored & ~scored
     if unscored.any():
         notes.append(f"{unscored.sum()} trial(s) have no {metric} (NaN or missing) and are not ranked: "

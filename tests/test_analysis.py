@@ -92,6 +92,19 @@ def test_loss_is_ranked_lowest_first(sweep_dir: Path) -> None:
     assert board.columns[board.columns.get_loc("best_epoch") + 1] == "val_loss"
 
 
+def test_a_running_sweep_is_analysed_with_a_note(tmp_path: Path) -> None:
+    trials = [trial_row("done", score=0.5), trial_row("busy", score=0.6, status="RUNNING")]
+    analysis = analyze([str(write_results(tmp_path, trials))])
+    assert analysis.leaderboard["trial_id"].tolist() == ["busy", "done"]
+    assert any("1 trial(s) still running" in note for note in analysis.notes)
+
+
+def test_uris_are_read_through_pyarrow_filesystems(sweep_dir: Path) -> None:
+    analysis = analyze([f"file://{sweep_dir}"])
+    assert analysis.leaderboard["trial_id"].tolist()[0] == "c1"
+    assert analysis.epochs is not None  # epochs.parquet found next to it, through the URI too
+
+
 def test_several_sweeps_merge_with_a_sweep_column(tmp_path: Path) -> None:
     first = write_results(tmp_path / "a", [trial_row("x1", score=0.3)], name="same")
     second = write_results(tmp_path / "b", [trial_row("x1", score=0.8)], name="same", split_seed=7)
