@@ -2,7 +2,7 @@
 
 Everything here computes DataFrames from the result tables; `hamtune.report` prints and
 `hamtune.plots` draws them. Tables from several sweeps merge into one with a `sweep` column.
-A degenerate table (empty, every trial errored, no scores, an older schema) raises an
+A degenerate table (empty, every trial failed, no scores, an older schema) raises an
 `ExperimentError` that says what is wrong, or gives partial results plus a note saying what
 is missing, never a traceback.
 """
@@ -40,7 +40,8 @@ DEFAULT_METRIC = "val_macro_f1"
 LOWER_IS_BETTER = frozenset({"val_loss"})
 #: Without these a trials table cannot be analysed at all (besides the chosen metric).
 REQUIRED_COLUMNS = ("trial_id", "model")
-ERRORED = "ERROR"
+#: Statuses of trials that ended without a usable score (as `hamtune.recorder` writes them).
+FAILED_STATUSES = ("ERROR", "DIVERGED")
 PARAMETER_COLUMNS = ("learning_rate", "dropout", "unfreeze_depth", "class_weight_power")
 #: The metrics every summary shows next to the chosen one.
 MAIN_METRICS = ("val_macro_f1", "val_balanced_accuracy", "val_mel_recall", "val_accuracy", "val_auc_macro")
@@ -173,27 +174,29 @@ def check_metric(metric: str) -> None:
 
 
 def rank_trials(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """All trials with a `rank` (1 = best by `metric`), unranked ones (errored, no score) last.
+    """All trials with a `rank` (1 = best by `metric`), unranked ones (failed, no score) last.
 
-    Raises when no trial can be ranked, saying why: the table is empty, every trial errored,
+    Raises when no trial can be ranked, saying why: the table is empty, every trial failed,
     or no trial has a finite score.
     """
     if trials.empty:
         raise ExperimentError("the trials table holds no trials yet (has a trial of the sweep finished?)")
-    errored = trials["status"].eq(ERRORED).fillna(False).to_numpy(bool)
+    failed = trials["status"].isin(FAILED_STATUSES).to_numpy(bool)
     score = pd.to_numeric(trials[metric], errors="coerce").astype(float)
-    scored = ~errored & np.isfinite(score.to_numpy())
+    scored = ~failed & np.isfinite(score.to_numpy())
     notes = []
-    if errored.any():
-        reasons = trials.loc[errored, "error"].fillna("no error text").value_counts()
+    if failed.any():
+        reasons = trials.loc[failed, "error"].fillna("no error text").value_counts()
         shown = "; ".join(f"{reason} (x{count})" for reason, count in reasons.head(3).items())
-        if errored.all():
-            raise ExperimentError(f"all {len(trials)} trials errored, nothing to analyse: {shown}")
-        notes.append(f"{errored.sum()} of {len(trials)} trials errored and are not ranked: {shown}")
+        if failed.all():
+            raise ExperimentError(
+                f"all {len(trials)} trials failed (errored or diverged), nothing to analyse: {shown}")
+        notes.append(
+            f"{failed.sum()} of {len(trials)} trials failed (errored or diverged) and are not ranked: {shown}")
     running = trials["status"].eq("RUNNING").fillna(False).to_numpy(bool) & scored
     if running.any():
         notes.append(f"{running.sum()} trial(s) still running: their scores are their best epoch so far")
-    unscored = ~errored & ~scored
+    unscored = ~failed & ~scored
     if unscored.any():
         notes.append(f"{unscored.sum()} trial(s) have no {metric} (NaN or missing) and are not ranked: "
                      f"{', '.join(trials.loc[unscored, 'trial_id'].astype(str).head(5))}")
@@ -244,7 +247,7 @@ def trial_hours(trials: pd.DataFrame, unit: str) -> pd.Series:
 
 
 def compare_models(ranked: pd.DataFrame, metric: str, unit: str) -> pd.DataFrame:
-    """Per model: trials, errored, best and median `metric`, its best trial's main scores, compute used."""
+    """Per model: trials, failed, best and median `metric`, its best trial's main scores, compute used."""
     rows = []
     hours = trial_hours(ranked, unit)
     for model, group in ranked.groupby("model", sort=False):
@@ -253,7 +256,7 @@ def compare_models(ranked: pd.DataFrame, metric: str, unit: str) -> pd.DataFrame
         rows.append({
             "model": model,
             "trials": len(group),
-            "errored": int(group["status"].eq(ERRORED).fillna(False).sum()),
+            "failed": int(group["status"].isin(FAILED_STATUSES).sum()),
             "best_trial": None if best is None else best["trial_id"],
             f"best_{metric}": np.nan if best is None else float(best[metric]),
             f"median_{metric}": float(pd.to_numeric(scored[metric]).median()) if len(scored) else np.nan,

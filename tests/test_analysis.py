@@ -44,13 +44,14 @@ def test_leaderboard_ranks_scored_trials_best_first(sweep_dir: Path) -> None:
     assert "sweep" not in board  # one sweep: no sweep column
     errored = analysis.trials[analysis.trials["trial_id"] == "e1"]
     assert errored["rank"].isna().all()
-    assert any("1 of 5 trials errored" in note and "TrialDiverged" in note for note in analysis.notes)
+    assert any("1 of 5 trials failed (errored or diverged)" in note and "TrialDiverged" in note
+               for note in analysis.notes)
 
 
 def test_model_comparison_counts_scores_and_training_hours(sweep_dir: Path) -> None:
     models = analyze([str(sweep_dir)]).models.set_index("model")
     dense, convnext = models.loc["densenet121"], models.loc["convnext_small"]
-    assert (dense["trials"], dense["errored"], dense["best_trial"]) == (3, 1, "d1")
+    assert (dense["trials"], dense["failed"], dense["best_trial"]) == (3, 1, "d1")
     assert dense["best_val_macro_f1"] == pytest.approx(0.6)
     assert dense["median_val_macro_f1"] == pytest.approx(0.5)  # of 0.6 and 0.4
     assert dense["val_balanced_accuracy"] == pytest.approx(0.7)  # best trial's: 0.6 + 0.1
@@ -122,9 +123,10 @@ def test_empty_table_is_a_clear_error(tmp_path: Path) -> None:
         analyze([str(write_results(tmp_path, []))])
 
 
-def test_all_errored_is_a_clear_error_with_the_reasons(tmp_path: Path) -> None:
-    trials = [trial_row(f"t{i}", status="ERROR", error="OOM: out of memory", val_macro_f1=None) for i in range(3)]
-    with pytest.raises(ExperimentError, match=r"all 3 trials errored.*OOM: out of memory \(x3\)"):
+def test_all_failed_is_a_clear_error_with_the_reasons(tmp_path: Path) -> None:
+    trials = [trial_row(f"t{i}", status="ERROR", error="OOM: out of memory", val_macro_f1=None) for i in range(2)]
+    trials.append(trial_row("d", status="DIVERGED", error="TrialDiverged: loss became nan", val_macro_f1=None))
+    with pytest.raises(ExperimentError, match=r"all 3 trials failed .*OOM: out of memory \(x2\); TrialDiverged"):
         analyze([str(write_results(tmp_path, trials))])
 
 
