@@ -21,12 +21,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hamtune.errors import ExperimentError
-from hamtune.labels import CLASSES
+from hamtune.faults import inject
 from hamtune.metrics import SCALAR_METRICS
 
 SCHEMA_VERSION = "1"
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
+#: `status` of trials without a usable score: errored after their retries, or diverged (NaN loss).
+FAILED: tuple[str, ...] = ("ERROR", "DIVERGED")
 
 HYPERPARAMETERS: dict[str, pa.DataType] = {
     "model": pa.string(),
@@ -69,14 +71,17 @@ EPOCHS_SCHEMA = pa.schema([
 ])
 
 
-
 def sort_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Best trial first by validation macro F1; trials without a score (errored, NaN) last."""
+    """Best trial first by validation macro F1; failed trials and those without a score last.
+
+    An errored trial keeps the metrics of its last good epoch, but it never ranks above a
+    trial that finished.
+    """
 
     def key(row: Mapping[str, Any]) -> tuple[bool, float, str]:
         score = row.get("val_macro_f1")
-        missing = score is None or math.isnan(score)
-        return (missing, 0.0 if missing else -score, str(row.get("trial_id")))
+        unranked = score is None or math.isnan(score) or row.get("status") in FAILED
+        return (unranked, 0.0 if unranked else -score, str(row.get("trial_id")))
 
     return sorted(records, key=key)
 
@@ -113,6 +118,7 @@ def write_table(table: pa.Table, location: str, metadata: Mapping[str, Any]) -> 
             try:
                 with os.fdopen(fd, "wb") as handle:
                     pq.write_table(table, handle)
+                    inject("write_table", file=os.path.basename(path), rows=table.num_rows)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, path)

@@ -25,6 +25,7 @@ import numpy as np
 from hamtune.config import TrainingConfig
 from hamtune.data.prepared import PreparedData
 from hamtune.errors import HamtuneError
+from hamtune.faults import inject
 from hamtune.metrics import compute_metrics
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: Hyperparameters a trial receives (the search space's keys).
 PARAMS: tuple[str, ...] = ("model", "learning_rate", "dropout", "unfreeze_depth", "class_weight_power")
 OBJECTIVE = "val_macro_f1"
+#: The result key under which a diverged trial reports why it stopped, with a NaN objective.
+DIVERGED_KEY = "diverged"
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
@@ -224,6 +227,7 @@ def train_epochs(
             if resume is not None:
                 _restore(resume[0], model, optimizer=resume[1] == phase)
                 resume = None
+        inject("epoch", model, epoch=epoch, start=start, **params)
         train_ds = make_dataset(
             images, positions, labels, weights,
             batch_size=training.batch_size, shuffle=True, seed=seed + epoch,
@@ -280,6 +284,7 @@ def run_trial(
         }
         if reporter.wants_checkpoints:
             with tempfile.TemporaryDirectory(prefix="hamtune-ckpt-") as tmp:
+                inject("checkpoint", epoch=result.epoch, **params)
                 _save_checkpoint(Path(tmp), model, state, result.phase)
                 reporter.report(row, Path(tmp))
         else:
