@@ -26,6 +26,7 @@ from hamtune.labels import CLASSES
 from hamtune.tables import (
     EPOCHS_FILE,
     EPOCHS_SCHEMA,
+    FAILED,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
     TRIALS_FILE,
@@ -40,8 +41,6 @@ DEFAULT_METRIC = "val_macro_f1"
 LOWER_IS_BETTER = frozenset({"val_loss"})
 #: Without these a trials table cannot be analysed at all (besides the chosen metric).
 REQUIRED_COLUMNS = ("trial_id", "model")
-#: Statuses of trials that ended without a usable score (as `hamtune.recorder` writes them).
-FAILED_STATUSES = ("ERROR", "DIVERGED")
 PARAMETER_COLUMNS = ("learning_rate", "dropout", "unfreeze_depth", "class_weight_power")
 #: The metrics every summary shows next to the chosen one.
 MAIN_METRICS = ("val_macro_f1", "val_balanced_accuracy", "val_mel_recall", "val_accuracy", "val_auc_macro")
@@ -181,7 +180,7 @@ def rank_trials(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[s
     """
     if trials.empty:
         raise ExperimentError("the trials table holds no trials yet (has a trial of the sweep finished?)")
-    failed = trials["status"].isin(FAILED_STATUSES).to_numpy(bool)
+    failed = trials["status"].isin(FAILED).to_numpy(bool)
     score = pd.to_numeric(trials[metric], errors="coerce").astype(float)
     scored = ~failed & np.isfinite(score.to_numpy())
     notes = []
@@ -256,7 +255,7 @@ def compare_models(ranked: pd.DataFrame, metric: str, unit: str) -> pd.DataFrame
         rows.append({
             "model": model,
             "trials": len(group),
-            "failed": int(group["status"].isin(FAILED_STATUSES).sum()),
+            "failed": int(group["status"].isin(FAILED).sum()),
             "best_trial": None if best is None else best["trial_id"],
             f"best_{metric}": np.nan if best is None else float(best[metric]),
             f"median_{metric}": float(pd.to_numeric(scored[metric]).median()) if len(scored) else np.nan,
