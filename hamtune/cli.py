@@ -131,6 +131,28 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    from hamtune.analysis import analyze
+    from hamtune.report import format_analysis, write_report
+
+    analysis = analyze(args.paths, metric=args.metric, top=args.top)
+    print(format_analysis(analysis, args.format))
+    if args.out:
+        report, *images = write_report(analysis, Path(args.out))
+        stream = sys.stdout if args.format in ("table", "markdown") else sys.stderr  # keep csv/json stdout clean
+        print(f"\nreport: {report} (+ {len(images)} PNG plots in {report.parent})", file=stream)
+    return 0
+
+
+def _refit(args: argparse.Namespace) -> int:
+    from hamtune.refit import refit, summary
+
+    result = refit(args.experiment, rank=args.rank, trial_id=args.trial, epochs=args.epochs,
+                   out=args.out, cpus=args.cpus, address=args.address)
+    print(summary(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hamtune", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hamtune {__version__}")
@@ -197,6 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     sweep.set_defaults(run=_sweep)
+
+    analyze = commands.add_parser("analyze", help="leaderboard, model comparison, importance, plots, HTML report")
+    analyze.add_argument("paths", nargs="+", metavar="PATH",
+                         help="a trials.parquet, an experiment directory or a URI; several merge (sweep column)")
+    analyze.add_argument("--out", default=None, metavar="DIR", help="also write PNG plots and report.html here")
+    analyze.add_argument("--top", type=int, default=10, help="leaderboard rows (default: 10)")
+    analyze.add_argument("--metric", default="val_macro_f1", help="validation metric to rank by (default: val_macro_f1)")
+    analyze.add_argument("--format", default="table", help="table (default), markdown, csv or json")
+    analyze.set_defaults(run=_analyze)
+
+    refit = commands.add_parser("refit", help="retrain a trial's configuration on train+val, evaluate once on test")
+    refit.add_argument("experiment", metavar="EXPERIMENT", help="experiment directory or URI")
+    choice = refit.add_mutually_exclusive_group()
+    choice.add_argument("--rank", type=int, default=None, help="refit the trial at this rank by val_macro_f1 (default: 1)")
+    choice.add_argument("--trial", default=None, metavar="ID", help="refit this trial id (or trial_<id>) instead")
+    refit.add_argument("--epochs", type=int, default=None, help="epochs to train (default: the trial's best epoch)")
+    refit.add_argument("--out", default=None, metavar="DIR", help="output directory (default: EXPERIMENT/refit_<trial>)")
+    refit.add_argument("--cpus", type=float, default=None, help="TensorFlow CPU threads in-process (default: all)")
+    refit.add_argument("--address", default=None,
+                       help="run as a Ray task with the trial's resources: auto, host:port, or local")
+    refit.set_defaults(run=_refit)
     return parser
 
 
