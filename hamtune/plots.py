@@ -65,6 +65,7 @@ def optimization_history(history: pd.DataFrame, metric: str, unit: str) -> Figur
                     linestyle="-" if sweep == history["sweep"].iloc[0] else "--")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
+    figure.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are counted
     figure.axes[0].set_ylabel(label(metric))
     figure.axes[0].legend(loc="best", fontsize="small")
     figure.suptitle(f"Optimisation history: {label(metric)}")
