@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,11 @@ def _restore(directory: Path, model: Any, optimizer: bool) -> None:
         )
     for variable, value in zip(variables, arrays):
         variable.assign(value)
+
+
+def trial_seed(seed: int, trial_id: str) -> int:
+    """The seed a trial trains with: the sweep's seed, varied per trial, stable across retries."""
+    return seed + zlib.crc32(trial_id.encode()) % 10_000
 
 
 def phase_of(epoch: int, warmup_epochs: int, unfreeze_depth: int) -> int:

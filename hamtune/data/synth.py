@@ -25,7 +25,7 @@ from filelock import FileLock
 from PIL import Image, ImageChops
 
 from hamtune.errors import ConfigError
-from hamtune.labels import CLASSES, NUM_CLASSES
+from hamtune.labels import NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
