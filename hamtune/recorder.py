@@ -4,6 +4,12 @@ It runs in the driver: every per-epoch report becomes a row of `epochs.parquet`;
 or errored trial rewrites both tables atomically, so an interrupted sweep always leaves valid
 tables of what has finished. Its state travels with Tune's experiment checkpoint, so a resumed
 sweep keeps the rows recorded before the interruption.
+
+A trial whose loss diverged reports one last result carrying `diverged` (its message) instead
+of a score: it is recorded as DIVERGED, with no metrics in `trials.parquet`. When the tables
+cannot be written (disk full, storage unwritable) the previous tables stay as they were and the
+sweep stops at the end of Tune's step with that one error: it can be resumed once the storage
+is writable again, and nothing recorded so far is lost.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from typing import Any
 
 from ray.tune import Callback
 
+from hamtune.errors import ExperimentError
 from hamtune.tables import (
     EPOCHS_FILE,
     EPOCHS_SCHEMA,
+    FAILED,
     HYPERPARAMETERS,
     METRIC_COLUMNS,
     TRIALS_FILE,
@@ -27,6 +35,7 @@ from hamtune.tables import (
     to_arrow,
     write_table,
 )
+from hamtune.trainable import DIVERGED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +60,13 @@ class ResultRecorder(Callback):
         self.resources = dict(resources)
         self._epochs: dict[str, dict[int, dict[str, Any]]] = {}
         self._trials: dict[str, dict[str, Any]] = {}
+        self._unwritten: ExperimentError | None = None
 
     # --- Tune hooks -------------------------------------------------------------------------
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get(DIVERGED_KEY):
+            self._remember(trial, status="DIVERGED", error=result[DIVERGED_KEY])
+            return
         if "epoch" not in result:
             return
         row = {key: result.get(key) for key in _EPOCH_KEYS}
@@ -63,15 +76,25 @@ class ResultRecorder(Callback):
         self._remember(trial, status="RUNNING")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._remember(trial, status="TERMINATED")
+        if self._trials.get(trial.trial_id, {}).get("status") != "DIVERGED":
+            self._remember(trial, status="TERMINATED")
         self._finished(trials, trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._remember(trial, status="ERROR", error=error_summary(_read(trial.error_file)))
         self._finished(trials, trial)
 
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        # Raised here, not in the trial hooks: Tune turns errors there into trial failures,
+        # while an error at the end of a step leaves `Tuner.fit()` as it is.
+        if self._unwritten is not None:
+            raise _stopped(self._unwritten)
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.write()
+        try:
+            self.write()
+        except ExperimentError as error:
+            raise _stopped(error) from None
 
     def get_state(self) -> dict[str, Any]:
         return {"epochs": self._epochs, "trials": self._trials}
@@ -90,14 +113,19 @@ class ResultRecorder(Callback):
         }
 
     def _finished(self, trials: list, trial: Any) -> None:
-        self.write()
+        try:
+            self.write()
+        except ExperimentError as error:
+            logger.error("%s", error)
+            self._unwritten = error
         # Tune updates `trial.status` after its callbacks run: count from what was recorded.
-        done = sum(record["status"] in ("TERMINATED", "ERROR") for record in self._trials.values())
+        done = sum(record["status"] in ("TERMINATED", *FAILED) for record in self._trials.values())
         running = sum(t.status == "RUNNING" for t in trials if t is not trial)
         best = self.best()
         record = self._trials[trial.trial_id]
         score = self.trial_rows()[trial.trial_id].get("val_macro_f1")
-        outcome = record["error"] if record["status"] == "ERROR" else f"val_macro_f1 {score:.4f}"
+        outcome = record["error"] if record["status"] in FAILED else (
+            "no epoch reported" if score is None else f"val_macro_f1 {score:.4f}")
         logger.info(
             "trial %s (%s) %s: %s | %d finished, %d running | best so far %s",
             trial.trial_id, record["params"]["model"], record["status"].lower(), outcome,
@@ -116,7 +144,8 @@ class ResultRecorder(Callback):
         rows = {}
         for trial_id, record in self._trials.items():
             epochs = self._epochs.get(trial_id, {})
-            best = max(epochs.values(), key=_score, default={})
+            # A diverged trial's configuration has no score, however well its early epochs did.
+            best = {} if record["status"] == "DIVERGED" else max(epochs.values(), key=_score, default={})
             cpus, gpus = self.resources.get(record["params"]["model"], (None, None))
             last = epochs[max(epochs)] if epochs else {}
             rows[trial_id] = {
@@ -147,6 +176,13 @@ class ResultRecorder(Callback):
         trials_table = to_arrow(sort_records(self.trial_rows().values()), TRIALS_SCHEMA)
         write_table(trials_table, _join(self.experiment, TRIALS_FILE), self.metadata)
         write_table(to_arrow(self.epoch_rows(), EPOCHS_SCHEMA), _join(self.experiment, EPOCHS_FILE), self.metadata)
+
+
+def _stopped(error: ExperimentError) -> ExperimentError:
+    return ExperimentError(
+        f"{error}. The sweep stopped; once the storage is writable again, continue it with "
+        "`hamtune sweep --resume`"
+    )
 
 
 def _score(row: Mapping[str, Any]) -> float:
