@@ -10,19 +10,20 @@ from __future__ import annotations
 import logging
 import math
 import os
-import zlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hamtune.config import SweepConfig, to_dict
+from hamtune.data.cache import open_cache
 from hamtune.data.prepared import PreparedData, prepare_data
 from hamtune.data.remote import is_uri
 from hamtune.errors import ConfigError, DataError, ExperimentError
 from hamtune.experiment import Experiment, experiment_for
+from hamtune.faults import FAULTS_ENV
 from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate
-from hamtune.trainable import OBJECTIVE, run_trial
+from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, TrialDiverged, run_trial, trial_seed
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore::Deprecatio
 # Tune warns whenever checkpoints force experiment snapshots; hamtune wants exactly that (resume
 # must see every checkpoint), so the warning is noise.
 DRIVER_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_AIR_NEW_OUTPUT": "1"}
+# A private local instance serves this sweep alone: Ray's single-machine mode (its default on
+# macOS and Windows) binds every server it starts (GCS, raylet, workers, runtime-env agent) to
+# 127.0.0.1 instead of all interfaces. Ray reads it once, when it is first imported.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 class TuneReporter:
@@ -56,17 +61,22 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
 
     context = tune.get_context()
     resources = context.get_trial_resources().required_resources
-    trial_seed = seed + zlib.crc32(context.get_trial_id().encode()) % 10_000
     run = partial(
         run_trial, config, training, data.on_this_node(), TuneReporter(),
-        cpus=resources.get("CPU", 1), use_gpu=bool(ray.get_gpu_ids()), seed=trial_seed,
+        cpus=resources.get("CPU", 1), use_gpu=bool(ray.get_gpu_ids()),
+        seed=trial_seed(seed, context.get_trial_id()),
     )
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run()
-        return
-    with checkpoint.as_directory() as directory:
-        run(checkpoint_dir=Path(directory))
+    try:
+        if checkpoint is None:
+            run()
+            return
+        with checkpoint.as_directory() as directory:
+            run(checkpoint_dir=Path(directory))
+    except TrialDiverged as error:
+        # Not a failure to retry (the retry would diverge again) and not a score: one last
+        # report with a NaN objective says why the trial stopped, and it ends normally.
+        tune.report({OBJECTIVE: math.nan, DIVERGED_KEY: str(error)})
 
 
 def trial_resources(config: dict[str, Any], sweep: SweepConfig) -> dict[str, float]:
@@ -141,13 +151,18 @@ def versions() -> dict[str, str]:
 
 
 def init_ray(address: str | None) -> None:
-    """Join `address` (auto, host:port) or start a private local Ray instance (dashboard on loopback)."""
+    """Join `address` (auto, host:port) or start a private local Ray instance on loopback only.
+
+    The private instance has no dashboard and listens on 127.0.0.1 alone (call this before
+    anything imports Ray). Fault-test settings (`HAMTUNE_FAULTS`) travel to the workers.
+    """
+    for key, value in {**DRIVER_ENV, **({} if address else LOOPBACK_ENV)}.items():
+        os.environ.setdefault(key, value)
     import ray
 
-    for key, value in DRIVER_ENV.items():
-        os.environ.setdefault(key, value)
+    env_vars = {**WORKER_ENV, **{key: os.environ[key] for key in (FAULTS_ENV,) if key in os.environ}}
     kwargs: dict[str, Any] = {
-        "runtime_env": {"env_vars": WORKER_ENV}, "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING,
         "log_to_driver": True,
     }
     if address:
@@ -310,6 +325,11 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
                 "or choose another --name"
             )
         data = prepare_data(sweep.data)
+    if not dry_run:
+        # Every image is decoded here, once, before Ray starts: a corrupt image is a DataError
+        # naming the file now rather than failed trials later, and trials on this machine find
+        # the cache built.
+        open_cache(data.index, data.image_size, data.cache_dir)
 
     init_ray(address)
     check_cluster_paths(sweep, experiment, *cluster_hosts(address))
@@ -338,4 +358,23 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
         )
         tuner = _tuner(sweep, data, experiment, metadata)
     echo(f"sweep {sweep.name}: {sweep.search.trials} trials of {', '.join(sweep.space.models)} -> {experiment.uri}")
-    return tuner.fit()
+    results = tuner.fit()
+    check_outcome(results, experiment)
+    return results
+
+
+def check_outcome(results: Any, experiment: Experiment) -> None:
+    """Raise when no trial produced a score (each errored after its retries, or diverged).
+
+    A sweep that ran but learned nothing must not exit as a success; one failed trial among
+    others is normal and recorded in the tables.
+    """
+    from hamtune.recorder import error_summary
+
+    failed = [result for result in results if result.error is not None or (result.metrics or {}).get(DIVERGED_KEY)]
+    if failed and len(failed) == len(results):
+        first = (failed[0].metrics or {}).get(DIVERGED_KEY) or error_summary(str(failed[0].error))
+        raise ExperimentError(
+            f"all {len(failed)} trials failed, so the sweep has no result; the first: {first} "
+            f"(every trial's error is in {experiment.uri}/trials.parquet)"
+        )
