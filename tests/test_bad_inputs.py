@@ -1,0 +1,222 @@
+"""The bad-input catalogue: every bad input the project refuses, through the real `hamtune` command.
+
+Each case builds its input in a fresh directory, runs `python -m hamtune ...` there, and checks
+that the command exits non-zero with one `hamtune: error:` reason naming the file, key or row,
+prints no traceback, and leaves that directory exactly as it was (nothing written, nothing
+overwritten). The per-module tests (tests/test_config.py, tests/data/, tests/test_models.py)
+check each rule's details; this file is the one place where the whole list is run end to end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from hamtune.data.synth import write_synthetic
+from tests.conftest import hamtune_env
+
+METADATA = "HAM10000_metadata.csv"
+PART_1 = "HAM10000_images_part_1"
+
+VALID_SWEEP: dict[str, Any] = {
+    "name": "bad",
+    "data": {"dir": None, "image_size": 32, "synthetic": {"images": 200, "seed": 0}},
+    "space": {"models": ["densenet121"], "unfreeze_depth": {"densenet121": {"low": 0, "high": 1}}},
+    "search": {"seed": 0, "trials": 1, "max_concurrent": 1},
+    "scheduler": "none",
+    "training": {"epochs": 1, "warmup_epochs": 1, "batch_size": 32, "patience": 1, "weights": "none",
+                 "mixed_precision": False},
+    "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0},
+    "failures": {"max_retries": 0},
+}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the cases build on: the real sample, a clean synthetic set in the Kaggle layout."""
+
+    sample: Path
+    synthetic: Path
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: `build` writes it into the case directory and returns the command's arguments."""
+
+    what: str
+    build: Callable[[Path, Inputs], list[str]]
+    expect: tuple[str, ...]  # the file / key / row / value the reason must name
+
+
+def sweep_file(where: Path, text: str | None = None, **changes: Any) -> list[str]:
+    """A valid tiny sweep with dotted-key `changes` (or the raw `text`), storage in `where/runs`."""
+    settings = copy.deepcopy(VALID_SWEEP)
+    settings["storage"] = str(where / "runs")
+    for dotted, value in changes.items():
+        *sections, key = dotted.split("__")
+        target = settings
+        for section in sections:
+            target = target[section]
+        target[key] = value
+    path = where / "bad.yaml"
+    path.write_text(text if text is not None else yaml.safe_dump(settings, sort_keys=False))
+    return ["sweep", str(path)]
+
+
+def dataset_copy(where: Path, inputs: Inputs, edit: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                 source: str = "synthetic") -> Path:
+    """A Kaggle-layout copy of a data set: images symlinked, metadata rewritten after `edit`."""
+    origin = getattr(inputs, source)
+    root = where / "data"
+    (root / PART_1).mkdir(parents=True)
+    for image in sorted(origin.glob("HAM10000_images_part_*/*.jpg")):
+        (root / PART_1 / image.name).symlink_to(image)
+    frame = pd.read_csv(origin / METADATA, dtype=str, keep_default_na=False)
+    (edit(frame) if edit else frame).to_csv(root / METADATA, index=False)
+    return root
+
+
+def _on_data(edit: Callable[[pd.DataFrame], pd.DataFrame] | None = None, source: str = "synthetic"):
+    def build(where: Path, inputs: Inputs) -> list[str]:
+        return sweep_file(where, data__dir=str(dataset_copy(where, inputs, edit, source)))
+    return build
+
+
+def _relabel(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[3, "dx"] = "melanoma"  # data row 3 is CSV line 5
+    return frame
+
+
+def _duplicate(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([frame, frame.iloc[[2]]], ignore_index=True)
+
+
+def _corrupt_image(where: Path, inputs: Inputs) -> list[str]:
+    root = dataset_copy(where, inputs)
+    victim = sorted((root / PART_1).iterdir())[7]
+    victim.unlink()
+    victim.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG" * 20)
+    return sweep_file(where, data__dir=str(root))
+
+
+def _existing_experiment(where: Path, inputs: Inputs) -> list[str]:
+    experiment = where / "runs" / "bad"
+    experiment.mkdir(parents=True)
+    (experiment / "hamtune.json").write_text(json.dumps({"name": "bad"}))
+    pd.DataFrame({"trial_id": ["t1"], "status": ["TERMINATED"]}).to_parquet(experiment / "trials.parquet")
+    return sweep_file(where)
+
+
+def _foreign_directory(where: Path, inputs: Inputs) -> list[str]:
+    (where / "runs" / "bad").mkdir(parents=True)
+    (where / "runs" / "bad" / "experiment_state.pkl").write_bytes(b"not yours to unpickle")
+    return [*sweep_file(where), "--resume"]
+
+
+def _wrong_weights(where: Path, inputs: Inputs) -> list[str]:
+    weights = where / "other.weights.h5"
+    script = ("import sys, keras; m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]); "
+              "m.save_weights(sys.argv[1])")
+    subprocess.run([sys.executable, "-c", script, str(weights)], check=True, capture_output=True)
+    return ["train", "--data", str(inputs.synthetic), "--model", "densenet121", "--weights", str(weights),
+            "--image-size", "32", "--epochs", "1", "--warmup-epochs", "1"]
+
+
+CASES = [
+    Case("malformed YAML", lambda w, i: sweep_file(w, text="name: bad\nspace: {models: [densenet121\n"),
+         ("bad.yaml:3", "invalid YAML")),
+    Case("unknown key", lambda w, i: sweep_file(w, search__trails=4), ("bad.yaml", "'trails'", "search", "'trials'")),
+    Case("wrong type", lambda w, i: sweep_file(w, search__trials="many"), ("bad.yaml", "search.trials", "'many'")),
+    Case("empty range", lambda w, i: sweep_file(w, space__dropout={"low": 0.3, "high": 0.3}),
+         ("bad.yaml", "space.dropout.low", "0.3")),
+    Case("inverted range", lambda w, i: sweep_file(w, space__learning_rate={"low": 1e-2, "high": 1e-4}),
+         ("bad.yaml", "space.learning_rate.low", "0.01")),
+    Case("unknown model name", lambda w, i: sweep_file(w, space__models=["resnet50"]),
+         ("bad.yaml", "space.models[0]", "resnet50", "densenet121")),
+    Case("unfreeze depth above the model's block count",
+         lambda w, i: sweep_file(w, space__unfreeze_depth={"densenet121": {"low": 0, "high": 99}}),
+         ("bad.yaml", "space.unfreeze_depth.densenet121.high", "58", "99")),
+    Case("fraction outside (0, 1)", lambda w, i: sweep_file(w, data__val_fraction=1.5),
+         ("bad.yaml", "data.val_fraction", "1.5")),
+    Case("missing data directory", lambda w, i: sweep_file(w, data__dir=str(w / "nowhere")),
+         ("data.dir", "nowhere")),
+    Case("metadata missing a column", _on_data(lambda f: f.drop(columns=["dx"])), (METADATA, "dx")),
+    Case("unknown label", _on_data(_relabel), (f"{METADATA}:5", "melanoma")),
+    Case("duplicate image id", _on_data(_duplicate), (METADATA, "duplicate image_id")),
+    Case("corrupt image", _corrupt_image, ("cannot decode image", "data/HAM10000_images_part_1/")),
+    Case("a class too small to split", _on_data(source="sample"), ("akiec",)),
+    Case("existing experiment name without --resume", _existing_experiment, ("runs/bad", "already exists", "--resume")),
+    Case("--resume of a directory that is not a hamtune experiment", _foreign_directory,
+         ("runs/bad", "not a hamtune experiment")),
+    Case("more GPUs per trial than any node has", lambda w, i: sweep_file(w, resources__gpus_per_trial=1),
+         ("resources", "1 GPU", "gpus_per_trial")),
+    Case("a weights file for the wrong architecture", _wrong_weights,
+         ("other.weights.h5", "does not fit backbone densenet121")),
+]
+SLOW = {"more GPUs per trial than any node has", "a weights file for the wrong architecture"}  # start Ray / TF
+
+
+@pytest.fixture(scope="session")
+def inputs(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Inputs:
+    synthetic = write_synthetic(tmp_path_factory.mktemp("bad-inputs") / "synthetic", images=200, size=(120, 90))
+    return Inputs(sample=sample_dir, synthetic=synthetic)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `root` (links not followed) with its size and modification time."""
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def reason(stderr: str) -> list[str]:
+    """The `hamtune: error:` line and the indented detail lines under it (a list of data problems)."""
+    lines = stderr.splitlines()
+    starts = [n for n, line in enumerate(lines) if line.startswith("hamtune: error:")]
+    assert len(starts) == 1, f"expected one `hamtune: error:` line, got:\n{stderr[-3000:]}"
+    found = [lines[starts[0]]]
+    for line in lines[starts[0] + 1:]:
+        if not line.startswith("  "):
+            break
+        found.append(line)
+    return found
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(case, id=case.what, marks=[pytest.mark.slow] if case.what in SLOW else [])
+    for case in CASES
+])
+def test_bad_input_is_refused_with_one_reason_and_nothing_written(
+    case: Case, inputs: Inputs, tmp_path: Path, hamtune_cache: Path, record_property: pytest.RecordProperty,
+) -> None:
+    args = case.build(tmp_path, inputs)
+    before = snapshot(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "hamtune", *args], cwd=tmp_path, env=hamtune_env(hamtune_cache),
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    lines = reason(result.stderr)
+    text = "\n".join(lines)
+    for expected in case.expect:
+        assert expected in text, f"{expected!r} not in:\n{text}"
+    assert snapshot(tmp_path) == before, "the refused command wrote or changed files"
+    shown = " / ".join(line.strip() for line in lines).removeprefix("hamtune: error: ")
+    record_property("observed", shown.replace(str(tmp_path), "<case dir>"))
+
+
+def test_the_catalogue_covers_every_bad_input_the_issue_lists() -> None:
+    listed = {"malformed YAML", "unknown key", "wrong type", "empty range", "inverted range", "unknown model name",
+              "unfreeze depth above the model's block count", "fraction outside (0, 1)",
+              "more GPUs per trial than any node has", "missing data directory", "metadata missing a column",
+              "unknown label", "duplicate image id", "corrupt image", "a class too small to split",
+              "existing experiment name without --resume",
+              "--resume of a directory that is not a hamtune experiment", "a weights file for the wrong architecture"}
+    assert {case.what for case in CASES} == listed
