@@ -1,14 +1,21 @@
 """Input-pipeline benchmark: the notebook's per-epoch JPEG decoding vs hamtune's image cache.
 
-    python benchmarks/input_pipeline.py [--data DIR] [--size 224] [--epochs 5] [--batch-size 32]
+    python benchmarks/input_pipeline.py [--data DIR | --synthetic N] [--size 224] [--epochs 5]
 
 Times, on the same images and in one run:
-  (a) notebook   read_file + decode_jpeg + resize every epoch (tf.data, AUTOTUNE parallel map);
-  (b) hamtune    `make_dataset` over `open_cache` (build time reported apart, warm epochs);
-  (c) numpy      batch gathers out of the same memmap with no TensorFlow: the upper limit.
+  (a)  notebook   read_file + decode_jpeg + resize + random flip/rotation/zoom/brightness/
+                  contrast per image, every epoch, in the tf.data map (AUTOTUNE parallel);
+  (a0) the same without the augmentation;
+  (b)  hamtune    `make_dataset` over `open_cache`, each batch then augmented as the model does
+                  (`hamtune.augment.build_augmentation`, training=True, in a tf.function);
+  (b0) hamtune    `make_dataset` alone (the model does the augmentation);
+  (b1) before     the pipeline as it was before the in-graph gather: one `tf.numpy_function`
+                  gather per batch, AUTOTUNE, default tf.data optimisations;
+  (c)  numpy      batch gathers out of the same memmap with no TensorFlow: the upper limit.
 Each pipeline gets one warm-up epoch, then `--epochs` timed shuffled epochs, each from a fresh
 iterator as Keras `fit` does. Default data: the real 124-image HAM10000 sample (CC BY-NC 4.0,
-Tschandl et al., Scientific Data 2018).
+Tschandl et al., Scientific Data 2018); `--synthetic N` writes N synthetic 600x450 JPEGs
+(`hamtune.data.synth`) for realistic epoch lengths.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pandas as pd
 
+from hamtune.augment import BRIGHTNESS_FACTOR, CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR
 from hamtune.data.cache import open_cache
 from hamtune.data.layout import load_dataset
 from hamtune.data.pipeline import make_dataset
+from hamtune.data.synth import write_synthetic
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -67,21 +76,84 @@ def dataset_epoch(dataset: tf.data.Dataset) -> Epoch:
     return lambda: (int(batch[0].shape[0]) for batch in dataset)
 
 
+def augmented_epoch(dataset: tf.data.Dataset) -> Epoch:
+    """Each batch augmented as hamtune's model does it: uint8 -> float32 -> augmentation block.
+
+    In a trial this runs inside the model's training step, on the GPU when there is one; here
+    it runs on the same CPU cores as the pipeline.
+    """
+    import tensorflow as tf
+
+    from hamtune.augment import build_augmentation
+
+    augmentation = build_augmentation(seed=0)
+    step = tf.function(lambda x: augmentation(tf.cast(x, "float32"), training=True))
+    return lambda: (int(step(batch[0]).shape[0]) for batch in dataset)
+
+
+def cpu_augment(image: tf.Tensor) -> tf.Tensor:
+    """The notebook's per-image CPU augmentation with hamtune's factors, as tf.image ops.
+
+    Flips; one projective transform for rotation (±ROTATION_FACTOR of a full turn) and zoom
+    (±ZOOM_FACTOR), reflect-filled as Keras does; brightness and contrast.
+    """
+    import tensorflow as tf
+
+    image = tf.image.random_flip_up_down(tf.image.random_flip_left_right(image))
+    side = tf.cast(tf.shape(image)[0], tf.float32)
+    angle = tf.random.uniform([], -ROTATION_FACTOR, ROTATION_FACTOR) * 2 * np.pi
+    zoom = tf.random.uniform([], 1 - ZOOM_FACTOR, 1 + ZOOM_FACTOR)
+    cos, sin, centre = zoom * tf.cos(angle), zoom * tf.sin(angle), (side - 1) / 2
+    transform = [cos, -sin, centre * (1 - cos + sin), sin, cos, centre * (1 - sin - cos), 0.0, 0.0]
+    image = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=tf.stack(transform)[None],
+        output_shape=tf.shape(image)[:2], fill_value=0.0, interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )[0]
+    image = tf.image.random_brightness(image, BRIGHTNESS_FACTOR * 255)
+    image = tf.image.random_contrast(image, 1 - CONTRAST_FACTOR, 1 + CONTRAST_FACTOR)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
 def notebook_dataset(
-    paths: list[str], labels: np.ndarray, size: int, batch_size: int
+    paths: list[str], labels: np.ndarray, size: int, batch_size: int, augment: bool
 ) -> tf.data.Dataset:
-    """The original notebook's pipeline: decode and resize every JPEG again in every epoch."""
+    """The original notebook's pipeline: decode, resize (and augment) every JPEG every epoch."""
     import tensorflow as tf
 
     def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
-        return tf.image.resize(image, (size, size)), label
+        image = tf.image.resize(image, (size, size))
+        return (cpu_augment(image) if augment else image), label
 
     return (
         tf.data.Dataset.from_tensor_slices((paths, labels))
         .shuffle(len(paths), seed=0, reshuffle_each_iteration=True)
         .map(load, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def numpy_function_dataset(
+    images: np.ndarray, positions: np.ndarray, batch_size: int
+) -> tf.data.Dataset:
+    """hamtune's pipeline before the in-graph gather (the baseline of that change)."""
+    import tensorflow as tf
+
+    def gather(batch_positions: np.ndarray) -> np.ndarray:
+        return images[batch_positions]
+
+    def load(batch: tf.Tensor) -> tuple[tf.Tensor]:
+        x = tf.numpy_function(gather, [tf.gather(positions, batch)], tf.uint8, stateful=False)
+        x.set_shape([None, *images.shape[1:]])
+        return (x,)
+
+    return (
+        tf.data.Dataset.range(len(positions))
+        .shuffle(len(positions), seed=0, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -118,6 +190,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle/ISIC 2018 layout")
+    parser.add_argument("--synthetic", type=int, help="use N synthetic images instead of --data")
     parser.add_argument("--size", type=int, default=224, help="image side in pixels")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per pipeline")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -125,32 +198,44 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    index = load_dataset(args.data)
-    labels = index.table["label"].to_numpy()
     with tempfile.TemporaryDirectory(prefix="hamtune-bench-") as scratch:
+        data = args.data
+        if args.synthetic:
+            data = write_synthetic(Path(scratch) / "synthetic", images=args.synthetic)
+        index = load_dataset(data)
+        labels = index.table["label"].to_numpy()
+        paths = index.table["path"].tolist()
         started = time.perf_counter()
         cache = open_cache(index, args.size, args.cache_dir or Path(scratch))
         build_seconds = time.perf_counter() - started
         positions = cache.positions(index.table["image_id"])
+
+        def hamtune_dataset() -> tf.data.Dataset:
+            return make_dataset(cache.images, positions, labels, batch_size=args.batch_size,
+                                shuffle=True)
+
         pipelines = {
-            "(a) notebook: decode+resize per epoch": dataset_epoch(
-                notebook_dataset(index.table["path"].tolist(), labels, args.size, args.batch_size)
-            ),
-            "(b) hamtune: make_dataset over open_cache": dataset_epoch(
-                make_dataset(cache.images, positions, labels, batch_size=args.batch_size,
-                             shuffle=True)
-            ),
-            "(c) upper limit: numpy gathers from memmap": numpy_epoch(
-                cache.images, positions, args.batch_size
-            ),
+            ("(a) notebook: decode+resize+augment per epoch", "tf.data map, per image, CPU"):
+                dataset_epoch(notebook_dataset(paths, labels, args.size, args.batch_size, True)),
+            ("(a0) notebook without augmentation", "none"):
+                dataset_epoch(notebook_dataset(paths, labels, args.size, args.batch_size, False)),
+            ("(b) hamtune: cache + in-graph augmentation", "model graph, per batch (CPU here)"):
+                augmented_epoch(hamtune_dataset()),
+            ("(b0) hamtune: make_dataset alone", "none (the model does it)"):
+                dataset_epoch(hamtune_dataset()),
+            ("(b1) before: numpy_function per batch", "none (the model does it)"):
+                dataset_epoch(numpy_function_dataset(cache.images, positions, args.batch_size)),
+            ("(c) upper limit: numpy gathers from memmap", "none"):
+                numpy_epoch(cache.images, positions, args.batch_size),
         }
         timings = {name: time_epochs(epoch, args.epochs) for name, epoch in pipelines.items()}
 
     table = pd.DataFrame(timings, index=["images/s", "first batch ms"]).T
+    table.index.names = ["pipeline", "augmentation runs in"]
     table["x notebook"] = table["images/s"] / table["images/s"].iloc[0]
     table["% of upper limit"] = 100 * table["images/s"] / table["images/s"].iloc[-1]
     print(
-        f"\n{len(index)} images from {args.data}, {args.size} px, batch {args.batch_size}, "
+        f"\n{len(index)} images from {data}, {args.size} px, batch {args.batch_size}, "
         f"{args.epochs} timed epochs after 1 warm-up each"
     )
     print(

@@ -147,3 +147,27 @@ def test_images_must_be_a_uint8_image_array(array, shown):
     message = r"`images` must be a uint8 array of shape \[N, S, S, 3\], got "
     with pytest.raises(DataError, match=message + shown):
         make_dataset(array, POSITIONS[:1] * 0, LABELS[:1])
+
+
+@pytest.mark.parametrize(
+    "source", ["in-memory", "read-only in-memory", "memmap slice", "unaligned", "non-contiguous"]
+)
+def test_arrays_that_are_not_a_whole_read_only_memmap_are_read_too(images, source):
+    """Arrays TF cannot borrow (read-only, unaligned, strided) are copied, with the same rows."""
+    unaligned = np.empty(images.nbytes + 1, np.uint8)[1:].reshape(images.shape)
+    unaligned[:] = images
+    arrays = {
+        "in-memory": np.array(images),
+        "read-only in-memory": np.array(images),
+        "memmap slice": images[10:],
+        "unaligned": unaligned,
+        "non-contiguous": np.asfortranarray(images),
+    }
+    array = arrays[source]
+    if source == "read-only in-memory":
+        array.flags.writeable = False
+    offset = 10 if source == "memmap slice" else 0
+    positions = np.array([0, 5, 3, 39])
+    assert epoch(make_dataset(array, positions, positions % 7, batch_size=3)) == (
+        positions + offset
+    ).tolist()
