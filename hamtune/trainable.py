@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -194,6 +194,25 @@ def build_trial_model(
     return model, cache.images
 
 
+def make_predictor(model: Any) -> Callable[[Any], np.ndarray]:
+    """Class probabilities of a dataset's images, from one inference function traced once.
+
+    `model.predict` traces its function again after every `compile` (Keras resets it, and the
+    trial recompiles at the phase boundary) and once more for the last, smaller batch; this
+    function takes any batch size and reads the variables as they are at each call, so one
+    trace serves every epoch of both phases. Same graph as `predict` (`training=False`).
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.as_dtype(model.input.dtype))
+    infer = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def predict(dataset: Any) -> np.ndarray:
+        return np.concatenate([infer(batch[0]).numpy() for batch in dataset])
+
+    return predict
+
+
 def train_epochs(
     model: Any,
     params: dict[str, Any],
@@ -272,6 +291,7 @@ def run_trial(
     train_pos, val_pos = data.positions("train"), data.positions("val")
     y_train, y_val = data.labels(train_pos), data.labels(val_pos)
     val_ds = make_dataset(images, val_pos, y_val, batch_size=training.batch_size)
+    predict = make_predictor(model)
     logger.info("model built and data attached in %.1fs", time.perf_counter() - started)
 
     state, saved_phase = _load_state(checkpoint_dir) if checkpoint_dir else (TrialState(), 0)
@@ -280,7 +300,7 @@ def run_trial(
         model, params, training, images, train_pos, y_train, seed, start=state.epoch, resume=resume
     ):
         state.train_seconds += result.seconds
-        proba = model.predict(val_ds, verbose=0)
+        proba = predict(val_ds)
         metrics = {f"val_{key}": value for key, value in compute_metrics(y_val, proba).items()}
         state.record(result.epoch, metrics)
         row = {

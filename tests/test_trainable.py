@@ -47,3 +47,29 @@ def test_train_command_runs_one_trial_in_process(
     assert [(e, p) for e, p, _ in epochs] == [("1", "1"), ("2", "2"), ("3", "2")]
     best = max(epochs, key=lambda row: float(row[2]))
     assert f"val_macro_f1 {float(best[2]):.4f}" in out.splitlines()[-1]
+
+
+def test_predictor_matches_predict_and_is_traced_once_across_recompiles() -> None:
+    """One trace serves full and partial batches before and after the phase-2 recompile."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from hamtune.trainable import make_predictor
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3), dtype="uint8")
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(keras.layers.Dropout(0.5)(x)))
+    images = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(10, np.int32))).batch(4)
+    predict = make_predictor(model)
+    for learning_rate in (1e-2, 1e-3):  # a recompile, as at the phase boundary
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+        model.fit(dataset, verbose=0)
+        proba = predict(dataset)
+        assert proba.shape == (10, 7)
+        np.testing.assert_allclose(proba, model.predict(dataset, verbose=0), rtol=1e-6, atol=1e-7)
+    infer = next(cell.cell_contents for cell in predict.__closure__
+                 if isinstance(cell.cell_contents, tf.types.experimental.PolymorphicFunction))
+    assert infer.experimental_get_tracing_count() == 1
