@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pandas as pd
 
-from hamtune.augment import BRIGHTNESS_FACTOR, CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR
+from hamtune.augment import (
+    BRIGHTNESS_FACTOR,
+    CONTRAST_FACTOR,
+    ROTATION_FACTOR,
+    ZOOM_FACTOR,
+)
 from hamtune.data.cache import open_cache
 from hamtune.data.layout import load_dataset
 from hamtune.data.pipeline import make_dataset
