@@ -223,7 +223,7 @@ def test_oom_trial_is_retried_from_its_checkpoint_then_recorded_as_error(
     assert [r["epoch"] for r in reports(directory)] == [1]  # the retry did not redo epoch 1
     epochs = pd.read_parquet(two_sweeps["storage"] / "faults" / "epochs.parquet")
     assert epochs.loc[epochs["dropout"] == OOM, "epoch"].tolist() == [1]
-    record_property("observed", f"status ERROR after {len(failures)} attempts: {row['error'][:120]}")
+    record_property("observed", f"status ERROR after {len(failures)} attempts: {row['error']}")
 
 
 @pytest.mark.slow
@@ -264,7 +264,7 @@ def test_nan_loss_stops_the_trial_unscored_and_unretried(
     assert len(lines) == 1 and lines[0]["diverged"] and "epoch" not in lines[0]
     epochs = pd.read_parquet(two_sweeps["storage"] / "faults" / "epochs.parquet")
     assert not (epochs["dropout"] == NAN).any()
-    record_property("observed", f"status DIVERGED, no score, 1 attempt: {row['error'][:100]}")
+    record_property("observed", f"status DIVERGED, no score, 1 attempt: {row['error']}")
 
 
 @pytest.mark.slow
@@ -347,7 +347,7 @@ def test_every_trial_failing_exits_nonzero_naming_the_first_error(
     trials = pd.read_parquet(tmp_path / "runs" / "allfail" / "trials.parquet")
     assert len(trials) == 2 and (trials["status"] == "ERROR").all()
     assert trials["error"].str.startswith("MemoryError: injected").all()
-    record_property("observed", line[:160])
+    record_property("observed", line.replace(str(tmp_path), "<tmp>"))
 
 
 @pytest.mark.slow
@@ -371,7 +371,7 @@ def test_full_disk_while_writing_the_tables_stops_the_sweep_and_keeps_the_last_t
     trials, _ = read_table(str(experiment / "trials.parquet"))
     assert len(trials) == 1 and trials["status"].item() == "ERROR"
     assert not list(experiment.glob(".tmp-*"))
-    record_property("observed", line[:160])
+    record_property("observed", line.replace(str(tmp_path), "<tmp>"))
 
 
 # --- the injection point itself -----------------------------------------------------------------
