@@ -73,3 +73,36 @@ def test_predictor_matches_predict_and_is_traced_once_across_recompiles() -> Non
     infer = next(cell.cell_contents for cell in predict.__closure__
                  if isinstance(cell.cell_contents, tf.types.experimental.PolymorphicFunction))
     assert infer.experimental_get_tracing_count() == 1
+
+
+def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tmp_path: Path) -> None:
+    """Frozen backbone weights are rebuilt from the seed, not stored; everything else round-trips."""
+    import keras
+    import numpy as np
+
+    from hamtune.errors import HamtuneError
+    from hamtune.models import build_model, freeze_backbone, unfreeze
+    from hamtune.trainable import WEIGHTS_FILE, _compile, _restore, _save_checkpoint
+
+    def built(seed: int = 7) -> keras.Model:
+        keras.utils.set_random_seed(seed)
+        model = build_model("densenet121", 32, 0.2, seed=seed)
+        freeze_backbone(model)
+        unfreeze(model, "densenet121", 1)  # phase 2: the last block is trained too
+        _compile(model, 1e-3)
+        return model
+
+    trained = built()
+    for variable in trained.trainable_variables:
+        variable.assign(variable + 1.0)
+    _save_checkpoint(tmp_path, trained, TrialState(epoch=3), phase=2)
+    stored = np.load(tmp_path / WEIGHTS_FILE)
+    assert 0 < len(stored.files) - 1 < len(trained.variables) // 2
+
+    restored = built()
+    _restore(tmp_path, restored, optimizer=False)
+    for mine, theirs in zip(trained.variables, restored.variables, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+    with pytest.raises(HamtuneError, match=r"written for a model with \d+ variables, this one has \d+"):
+        _restore(tmp_path, build_model("convnext_small", 32, 0.2), optimizer=False)
