@@ -171,7 +171,9 @@ def init_ray(address: str | None) -> None:
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise ExperimentError(f"cannot join the Ray cluster at {address!r}: {error}") from error
     else:
-        ray.init(dashboard_host="127.0.0.1", include_dashboard=False, **kwargs)
+        # "local": a new private instance even when `ray start` left a cluster on this machine
+        # (address=None would silently join it) or RAY_ADDRESS is set; joining takes --address.
+        ray.init(address="local", dashboard_host="127.0.0.1", include_dashboard=False, **kwargs)
 
 
 @dataclass(frozen=True)
