@@ -27,9 +27,10 @@ REQUIRED_TRIAL_COLUMNS = [
 ]
 
 
-def run_hamtune(args: list[str], cache: Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_hamtune(args: list[str], cache: Path, cwd: Path, timeout: float = 900,
+                **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hamtune", *args], cwd=cwd, env=hamtune_env(cache),
+        [sys.executable, "-m", "hamtune", *args], cwd=cwd, env={**hamtune_env(cache), **env},
         capture_output=True, text=True, timeout=timeout,
     )
 
@@ -118,7 +119,10 @@ def test_resume_refuses_a_directory_that_is_not_an_experiment(tmp_path: Path, ha
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, hamtune_cache: Path) -> None:
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(tiny_sweep_yaml("dry", tmp_path / "runs"))
-    result = run_hamtune(["sweep", str(sweep_file), "--dry-run"], hamtune_cache, tmp_path, timeout=300)
+    # Without --address the sweep starts its own Ray instance: it never joins another cluster
+    # (an unreachable RAY_ADDRESS here, or one left by `ray start`).
+    result = run_hamtune(["sweep", str(sweep_file), "--dry-run"], hamtune_cache, tmp_path, timeout=300,
+                         RAY_ADDRESS="127.0.0.1:9")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     for expected in ("resolved config:", "search space:", "learning_rate", "unfreeze_depth",
