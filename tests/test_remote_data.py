@@ -4,7 +4,6 @@ and `PreparedData.on_this_node`: a trial finds its own node's copy of the driver
 from __future__ import annotations
 
 import dataclasses
-import logging
 import multiprocessing
 import os
 import shutil
@@ -15,6 +14,7 @@ import pytest
 from hamtune.config import parse_sweep
 from hamtune.data.layout import load_dataset
 from hamtune.data.prepared import prepare_data
+from hamtune.data import remote as remote_module
 from hamtune.data.remote import DATASETS_DIR, MANIFEST, _copy_file, fetch_dataset, local_name
 from hamtune.data.synth import write_synthetic
 from hamtune.errors import DataError
@@ -78,36 +78,26 @@ def test_two_processes_fetching_at_once_fetch_once(tmp_path: Path, sample_dir: P
     assert _tree(Path(outcome[0][0])) == _tree(sample_dir)
 
 
-class _InterruptAfter(logging.Handler):
-    """Presses Ctrl-C (raises KeyboardInterrupt) once `count` files have been fetched."""
+def test_an_interrupted_fetch_is_resumed_not_restarted(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copied = []
 
-    def __init__(self, count: int) -> None:
-        super().__init__(logging.DEBUG)
-        self.left = count
+    def ctrl_c_after_five(*args: object) -> int:  # the user presses Ctrl-C during the 6th file
+        if len(copied) == 5:
+            raise KeyboardInterrupt
+        copied.append(args[-1])
+        return _copy_file(*args)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("fetched ") and record.levelno == logging.DEBUG:
-            self.left -= 1
-            if self.left == 0:
-                raise KeyboardInterrupt
-
-
-def test_an_interrupted_fetch_is_resumed_not_restarted(tmp_path: Path, remote: Path) -> None:
-    logger = logging.getLogger("hamtune.data.remote")
-    handler, level = _InterruptAfter(5), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fetch_dataset(remote.as_uri(), tmp_path / "cache", threads=1)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    monkeypatch.setattr(remote_module, "_copy_file", ctrl_c_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_dataset(remote.as_uri(), tmp_path / "cache", threads=1)
+    monkeypatch.undo()
     target = tmp_path / "cache" / DATASETS_DIR / local_name(remote.as_uri())
     assert not target.exists()  # an incomplete copy is never in place
     (partial,) = target.parent.glob(".*.partial")
     kept = [rel for rel in _tree(partial) if not rel.endswith(".part")]
-    assert 5 <= len(kept) < 13
+    assert sorted(kept) == sorted(copied) and len(kept) == 5
 
     resumed = fetch_dataset(remote.as_uri(), tmp_path / "cache")
     assert resumed.path == target
