@@ -16,11 +16,12 @@ the epoch count) and times, with hamtune's own functions:
   steady training   the rest of the fit time;
   evaluation        inference on the validation split: `model.predict` (before) and
                     `make_predictor` (after: one trace for both phases), plus `compute_metrics`;
-  checkpoint        `_save_checkpoint` into a temporary directory, as `run_trial` does;
-  reporting         `ray.tune.report` of a checkpoint of that size in a real Tune trial.
+  checkpoint        every weight + optimizer (before) and `_save_checkpoint`, which leaves out
+                    the frozen backbone weights a retry rebuilds from the seed (after);
+  reporting         `ray.tune.report` of a checkpoint of each size in a real Tune trial.
 
-Both evaluation paths run in the same process on the same weights, so "before" and "after"
-differ by exactly that cut. `--epochs 4 --warmup 2` gives each phase a steady epoch to
+Both versions of evaluation and checkpointing run in the same process on the same weights, so
+"before" and "after" differ by exactly those cuts. `--epochs 4 --warmup 2` gives each phase a steady epoch to
 subtract; the smoke sweep itself runs 2 epochs (one per phase).
 """
 
@@ -104,9 +105,13 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
         state.record(result.epoch, metrics)
         lap("metrics")
         with tempfile.TemporaryDirectory() as directory:
+            full_checkpoint(Path(directory), model_)
+            times["checkpoint bytes before"] = directory_bytes(Path(directory))
+            lap("checkpoint before")
+        with tempfile.TemporaryDirectory() as directory:
             _save_checkpoint(Path(directory), model_, state, result.phase)
-            times["checkpoint bytes"] = sum(f.stat().st_size for f in Path(directory).iterdir())
-            lap("checkpoint")
+            times["checkpoint bytes after"] = directory_bytes(Path(directory))
+            lap("checkpoint after")
 
     for phase in sorted({phase for phase, _ in fits}):
         seconds = [s for p, s in fits if p == phase]
@@ -118,6 +123,16 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
     times["val images"] = len(val_pos)
     times["wall"] = time.time() - spawned
     out.write_text(json.dumps(times))
+
+
+def full_checkpoint(directory: Path, model: object) -> None:
+    """The checkpoint as `run_trial` wrote it before the cut: every weight, frozen ones too."""
+    model.save_weights(directory / "model.weights.h5")
+    np.savez(directory / "optimizer.npz", *[v.numpy() for v in model.optimizer.variables])
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.iterdir())
 
 
 def tune_report_seconds(checkpoint_bytes: list[int], storage: Path, reports: int = 3) -> list[float]:
@@ -170,20 +185,24 @@ def prepare(images: int, size: int, epochs: int, warmup: int, root: Path) -> Pat
 
 
 def breakdown(run: dict[str, float]) -> dict[str, float]:
-    """Seconds per phase for the trial as it was (before) and as it is (after the cut)."""
+    """Seconds per phase, with the cut phases as they were (before) and as they are (after)."""
     keys = ["process start", "imports (TF, hamtune)", "data attach", "model build", "compile",
-            "tracing phase 1", "tracing phase 2", "steady training", "metrics", "checkpoint",
-            "reporting"]
-    after = {key: run.get(key, 0.0) for key in keys}
-    before_eval = run["evaluation: model.predict (before)"]
-    after_eval = run["evaluation: make_predictor (after)"]
-    wall = run["wall"] + run["reporting"]
+            "tracing phase 1", "tracing phase 2", "steady training", "metrics"]
+    cut = {
+        f"{name} {when}": run[key.format(when=when)]
+        for name, key in [("evaluation", "evaluation {when}"), ("checkpoint", "checkpoint {when}"),
+                          ("reporting", "reporting {when}")]
+        for when in ("before", "after")
+    }
+    # The child ran both versions of evaluation and checkpoint; the rest is common to both.
+    common = run["wall"] - sum(run[f"{k} {w}"] for k in ("evaluation", "checkpoint")
+                               for w in ("before", "after"))
     return {
-        **after,
-        "evaluation before": before_eval,
-        "evaluation after": after_eval,
-        "wall before": wall - after_eval,
-        "wall after": wall - before_eval,
+        **{key: run.get(key, 0.0) for key in keys},
+        **cut,
+        **{f"wall {when}": common + sum(cut[f"{k} {when}"] for k in ("evaluation", "checkpoint",
+                                                                     "reporting"))
+           for when in ("before", "after")},
     }
 
 
@@ -222,10 +241,14 @@ def main(argv: list[str] | None = None) -> None:
                 runs[(model, size)] = json.loads(out.read_text())
                 loads.append(os.getloadavg()[0])
                 print(f"{model} {size}px done, load {loads[-1]:.2f}", flush=True)
-        sizes = sorted({int(run["checkpoint bytes"]) for run in runs.values()})
+        sizes = sorted({int(run[f"checkpoint bytes {when}"]) for run in runs.values()
+                        for when in ("before", "after")})
         report = dict(zip(sizes, tune_report_seconds(sizes, root / "tune")))
     for run in runs.values():
-        run["reporting"] = report[int(run["checkpoint bytes"])] * run["epochs"]
+        run["evaluation before"] = run.pop("evaluation: model.predict (before)")
+        run["evaluation after"] = run.pop("evaluation: make_predictor (after)")
+        for when in ("before", "after"):
+            run[f"reporting {when}"] = report[int(run[f"checkpoint bytes {when}"])] * run["epochs"]
 
     table = pd.DataFrame({f"{m} {s}px": breakdown(run) for (m, s), run in runs.items()})
     first = next(iter(runs.values()))
@@ -243,10 +266,13 @@ def main(argv: list[str] | None = None) -> None:
             100 * (1 - training / table.loc["wall before"]),
         "non-training % after (tracing counted as overhead)":
             100 * (1 - training / table.loc["wall after"]),
+        "non-training % before (tracing counted as training)":
+            100 * (1 - (training + tracing) / table.loc["wall before"]),
         "non-training % after (tracing counted as training)":
             100 * (1 - (training + tracing) / table.loc["wall after"]),
         "wall after / before": table.loc["wall after"] / table.loc["wall before"],
-        "checkpoint MB": [runs[key]["checkpoint bytes"] / 1e6 for key in runs],
+        "checkpoint MB before": [runs[key]["checkpoint bytes before"] / 1e6 for key in runs],
+        "checkpoint MB after": [runs[key]["checkpoint bytes after"] / 1e6 for key in runs],
     }).T
     print()
     print(share.round(2).to_string())
