@@ -185,7 +185,9 @@ def _load_weights(net: keras.Model, spec: Backbone, path: Path) -> None:
     try:
         net.load_weights(str(path))
     except (ValueError, OSError) as exc:  # Keras: wrong layers or format; h5py: not an HDF5 file.
-        reason = str(exc).strip().splitlines()[0]
+        # Keras's first line can trail into an example that continues on the next lines: keep
+        # its first sentence ("A total of 241 objects could not be loaded.").
+        reason = str(exc).strip().splitlines()[0].split(". ")[0].rstrip(".:") + "."
         raise ModelError(
             f"weights file {str(path)!r} does not fit backbone {spec.name} "
             f"({spec.application} without its top): {reason}"
