@@ -360,7 +360,13 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
         )
         tuner = _tuner(sweep, data, experiment, metadata)
     echo(f"sweep {sweep.name}: {sweep.search.trials} trials of {', '.join(sweep.space.models)} -> {experiment.uri}")
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    except OSError as error:  # Ray's own experiment-state or checkpoint writes (disk full, permissions)
+        raise ExperimentError(
+            f"Ray Tune could not write the state of {experiment.uri}: {error}; once the storage is "
+            "writable again, continue with `hamtune sweep --resume`"
+        ) from error
     check_outcome(results, experiment)
     return results
 
