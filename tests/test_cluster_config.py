@@ -101,6 +101,9 @@ def test_no_port_is_opened_to_the_internet(name: str) -> None:
     config = _prepared(name)
     open_ranges = {"0.0.0.0/0", "::/0"}
     assert not open_ranges & set(_values(config, "CidrIp") + _values(config, "CidrIpv6"))
+    if config["provider"]["type"] == "aws":  # without its own group, `ray up` opens SSH to 0.0.0.0/0
+        for name, node_type in config["available_node_types"].items():
+            assert node_type["node_config"].get("SecurityGroupIds"), name
     starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
     assert "--dashboard-host" not in starts  # Ray's default: loopback only
     assert "--ray-client-server-port" not in starts
