@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
                 "epochs": len(rows),
                 "trial wall s": last["time_total_s"],
                 "fit s (tracing incl.)": max(row.get("train_seconds", 0.0) for row in rows),
+                "checkpoint MB": sum(f.stat().st_size for f in result.parent.glob("checkpoint_*/*")
+                                     if f.is_file()) / 1e6,
             }
     table = pd.DataFrame(trials).T.sort_index()
     table["other s"] = table["trial wall s"] - table["fit s (tracing incl.)"]
