@@ -146,7 +146,7 @@ def fit_and_predict(params: dict[str, Any], sweep: SweepConfig, data: PreparedDa
     driver), the test probabilities (n, 7) and the training seconds.
     """
     from hamtune.data.pipeline import make_dataset
-    from hamtune.trainable import build_trial_model, train_epochs
+    from hamtune.trainable import build_trial_model, make_predictor, train_epochs
 
     fit_pos = np.sort(np.concatenate([data.positions("train"), data.positions("val")]))
     model, images = build_trial_model(params, sweep.training, data, cpus, use_gpu=use_gpu, seed=seed)
@@ -158,7 +158,7 @@ def fit_and_predict(params: dict[str, Any], sweep: SweepConfig, data: PreparedDa
         logger.info("epoch %d (phase %d): train_loss %.4f", result.epoch, result.phase, result.train_loss)
     test_pos = data.positions("test")
     test_ds = make_dataset(images, test_pos, data.labels(test_pos), batch_size=sweep.training.batch_size)
-    proba = model.predict(test_ds, verbose=0)
+    proba = make_predictor(model)(test_ds)  # the trials' own evaluation path
     with tempfile.TemporaryDirectory(prefix="hamtune-refit-") as tmp:
         model.save(Path(tmp) / MODEL_FILE)
         return (Path(tmp) / MODEL_FILE).read_bytes(), proba, seconds
