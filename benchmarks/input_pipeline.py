@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +41,7 @@ from hamtune.data.cache import open_cache
 from hamtune.data.layout import load_dataset
 from hamtune.data.pipeline import make_dataset
 from hamtune.data.synth import write_synthetic
+from machine import machine  # benchmarks/machine.py
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -175,23 +174,6 @@ def numpy_epoch(images: np.ndarray, positions: np.ndarray, batch_size: int) -> E
     return batches
 
 
-def machine() -> str:
-    import tensorflow as tf
-
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [
-        line.split(":", 1)[1].strip()
-        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if line.startswith("model name")
-    ]
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return (
-        f"{os.cpu_count()} cores ({models[0] if models else platform.processor()}), "
-        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, numpy {np.__version__}, "
-        f"load average {load}"
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle/ISIC 2018 layout")
@@ -247,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
         f"cache open, building it if absent (excluded from throughput): {build_seconds:.2f} s "
         f"({len(index) / build_seconds:.0f} images/s), {cache.images.nbytes / 1e6:.1f} MB"
     )
-    print(f"machine: {machine()}\n")
+    import tensorflow as tf
+
+    print(f"machine: {machine()}, TensorFlow {tf.__version__}, numpy {np.__version__}\n")
     print(table.round(1).to_string())
 
 

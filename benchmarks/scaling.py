@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import machine  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "sweeps" / "smoke.yaml"
@@ -121,12 +122,6 @@ def sequential_baseline(epochs: int, epoch_seconds: float, kind: str) -> float:
     for _ in range(epochs):
         do_work(epoch_seconds, kind)
     return 3600 * epochs / (time.perf_counter() - tick)
-
-
-def machine() -> str:
-    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-              if line.startswith("model name")]
-    return f"{os.cpu_count()} cores ({models[0] if models else '?'})"
 
 
 def main(argv: list[str] | None = None) -> None:

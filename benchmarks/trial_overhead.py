@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import machine  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "sweeps" / "smoke.yaml"
@@ -204,12 +205,6 @@ def breakdown(run: dict[str, float]) -> dict[str, float]:
                                                                      "reporting"))
            for when in ("before", "after")},
     }
-
-
-def machine() -> str:
-    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-              if line.startswith("model name")]
-    return f"{os.cpu_count()} cores ({models[0] if models else '?'})"
 
 
 def main(argv: list[str] | None = None) -> None:
