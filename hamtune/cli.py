@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import hamtune
 from hamtune import __version__
 from hamtune.errors import HamtuneError
 
@@ -154,7 +155,7 @@ def _refit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hamtune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hamtune", description=hamtune.__doc__)
     parser.add_argument("--version", action="version", version=f"hamtune {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
