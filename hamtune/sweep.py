@@ -327,12 +327,6 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
                 "or choose another --name"
             )
         data = prepare_data(sweep.data)
-    if not dry_run:
-        # Every image is decoded here, once, before Ray starts: a corrupt image is a DataError
-        # naming the file now rather than failed trials later, and trials on this machine find
-        # the cache built.
-        open_cache(data.index, data.image_size, data.cache_dir)
-
     init_ray(address)
     check_cluster_paths(sweep, experiment, *cluster_hosts(address))
     cap = capacity(sweep)
@@ -340,6 +334,10 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     if dry_run:
         echo(dry_run_report(sweep, data, experiment, cap))
         return None
+    # Every image is decoded here, once, after the cheap checks and before any trial: a corrupt
+    # image is a DataError naming the file now rather than failed trials later, and trials on
+    # this machine find the cache built.
+    open_cache(data.index, data.image_size, data.cache_dir)
 
     metadata = {
         "sweep_file": sweep.text, "config": to_dict(sweep), "versions": versions(),
