@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HAMTUNE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
@@ -37,34 +42,46 @@ def hamtune_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hamtune-cache")
 
 
-def tiny_sweep_yaml(name: str, storage: Path, models: tuple[str, ...] = ("convnext_small", "densenet121"),
-                    trials: int = 2, epochs: int = 2, extra: str = "") -> str:
-    """A real but tiny sweep: synthetic data, 32 px, random-init backbones, one trial per model first."""
-    points = "\n".join(
-        f"    - {{model: {m}, learning_rate: 1.0e-3, dropout: 0.2, class_weight_power: 0.5, unfreeze_depth: 1}}"
-        for m in models
-    )
-    depths = ", ".join(f"{m}: {{low: 0, high: 1}}" for m in models)
-    return f"""name: {name}
-data:
-  dir: null
-  image_size: 32
-  synthetic: {{images: 200, seed: 0}}
-space:
-  models: [{", ".join(models)}]
-  unfreeze_depth: {{{depths}}}
-search:
-  seed: 0
-  trials: {trials}
-  max_concurrent: 2
-  points_to_evaluate:
-{points}
-scheduler: none
-training: {{epochs: {epochs}, warmup_epochs: 1, batch_size: 32, patience: {epochs}, weights: none, mixed_precision: false}}
-resources: {{cpus_per_trial: 1, gpus_per_trial: 0}}
-storage: {storage}
-failures: {{max_retries: 1}}
-{extra}"""
+def tiny_sweep_yaml(
+    name: str, storage: Path, models: tuple[str, ...] = ("convnext_small", "densenet121"), trials: int = 2,
+    epochs: int = 2, points: list[dict] | None = None, *, images: int = 200, depth: tuple[int, int] = (0, 1),
+    max_concurrent: int = 2, cpus: float = 1, gpus: float = 0, retries: int = 1,
+) -> str:
+    """A real but tiny sweep file: synthetic data, 32 px, random-init backbones, no ASHA.
+
+    By default the search starts with one trial per model (`points`; pass [] for none).
+    """
+    if points is None:
+        points = [{"model": m, "learning_rate": 1.0e-3, "dropout": 0.2, "class_weight_power": 0.5,
+                   "unfreeze_depth": 1} for m in models]
+    sweep = {
+        "name": name,
+        "data": {"dir": None, "image_size": 32, "synthetic": {"images": images, "seed": 0}},
+        "space": {"models": list(models),
+                  "unfreeze_depth": {m: {"low": depth[0], "high": depth[1]} for m in models}},
+        "search": {"seed": 0, "trials": trials, "max_concurrent": max_concurrent, "points_to_evaluate": points},
+        "scheduler": "none",
+        "training": {"epochs": epochs, "warmup_epochs": 1, "batch_size": 32, "patience": epochs,
+                     "weights": "none", "mixed_precision": False},
+        "resources": {"cpus_per_trial": cpus, "gpus_per_trial": gpus},
+        "storage": str(storage),
+        "failures": {"max_retries": retries},
+    }
+    return yaml.safe_dump(sweep, sort_keys=False)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, process: subprocess.Popen,
+               log: Path) -> Any:
+    """Poll `condition` until it returns something truthy; fail with the log if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            pytest.fail(f"the sweep exited ({process.returncode}) before {what}:\n{log.read_text()[-5000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-5000:]}")
 
 
 def hamtune_env(cache: Path) -> dict[str, str]:

@@ -22,7 +22,7 @@ import pytest
 
 from hamtune.faults import FAULTS_ENV, inject
 from hamtune.tables import read_table, sort_records
-from tests.conftest import hamtune_env
+from tests.conftest import hamtune_env, tiny_sweep_yaml
 
 OOM, NAN, HEALTHY = 0.1, 0.2, 0.3  # each trial of the fault sweep is told apart by its dropout
 TRIAL_FAULTS = [
@@ -37,27 +37,10 @@ TRIAL_FAULTS = [
 
 def sweep_yaml(name: str, storage: Path, dropouts: tuple[float, ...], epochs: int, retries: int = 1) -> str:
     """A tiny sweep whose trials are exactly the given points (DenseNet121, 32 px, depth 0)."""
-    points = "\n".join(
-        f"    - {{model: densenet121, learning_rate: 1.0e-3, dropout: {d}, class_weight_power: 0.5, unfreeze_depth: 0}}"
-        for d in dropouts
-    )
-    return f"""name: {name}
-data: {{dir: null, image_size: 32, synthetic: {{images: 200, seed: 0}}}}
-space:
-  models: [densenet121]
-  unfreeze_depth: {{densenet121: {{low: 0, high: 1}}}}
-search:
-  seed: 0
-  trials: {len(dropouts)}
-  max_concurrent: {len(dropouts)}
-  points_to_evaluate:
-{points}
-scheduler: none
-training: {{epochs: {epochs}, warmup_epochs: 1, batch_size: 32, patience: {epochs}, weights: none, mixed_precision: false}}
-resources: {{cpus_per_trial: 0.5, gpus_per_trial: 0}}
-storage: {storage}
-failures: {{max_retries: {retries}}}
-"""
+    points = [{"model": "densenet121", "learning_rate": 1.0e-3, "dropout": d, "class_weight_power": 0.5,
+               "unfreeze_depth": 0} for d in dropouts]
+    return tiny_sweep_yaml(name, storage, ("densenet121",), len(dropouts), epochs, points,
+                           max_concurrent=len(dropouts), cpus=0.5, retries=retries)
 
 
 def start_sweep(root: Path, name: str, yaml_text: str, cache: Path, faults: list | None = None) -> subprocess.Popen:

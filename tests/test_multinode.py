@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import hamtune_env
+from tests.conftest import hamtune_env, tiny_sweep_yaml, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ class RayNode:
                 except ProcessLookupError:
                     pass
             time.sleep(0.1)
-        raise RuntimeError(f"processes of the {name} survived SIGKILL: {_alive_in_session(self.sid)}")
+        raise RuntimeError(f"processes of the {self.name} survived SIGKILL: {_alive_in_session(self.sid)}")
 
 
 class Cluster:
@@ -157,44 +157,12 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-SWEEP = """name: {name}
-data:
-  dir: null
-  image_size: 32
-  synthetic: {{images: 140, seed: 0}}
-space:
-  models: [densenet121]
-  unfreeze_depth: {{densenet121: {{low: 1, high: 1}}}}
-search:
-  seed: 0
-  trials: 2
-  max_concurrent: 2
-scheduler: none
-training: {{epochs: 2, warmup_epochs: 1, batch_size: 32, patience: 2, weights: none, mixed_precision: false}}
-resources: {{cpus_per_trial: 1, gpus_per_trial: 1}}
-storage: {storage}
-failures: {{max_retries: 2}}
-"""
-
-
 def _checkpoints(experiment: Path) -> dict[str, set[str]]:
     """Complete checkpoints per trial directory (a checkpoint's state file is written last)."""
     found: dict[str, set[str]] = {}
     for state in experiment.glob("trial_*/checkpoint_*/state.json"):
         found.setdefault(state.parent.parent.name, set()).add(state.parent.name)
     return found
-
-
-def _wait(condition, timeout: float, driver: subprocess.Popen, log: Path, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if driver.poll() is not None:
-            pytest.fail(f"the sweep exited ({driver.returncode}) before {what}:\n{log.read_text()[-5000:]}")
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-5000:]}")
 
 
 def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
@@ -207,7 +175,8 @@ def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
 
     storage = tmp_path / "runs"  # a local path: allowed because every node is on this one host
     sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text(SWEEP.format(name=NAME, storage=storage))
+    sweep_file.write_text(tiny_sweep_yaml(NAME, storage, ("densenet121",), trials=2, epochs=2, points=[],
+                                          images=140, depth=(1, 1), gpus=1, retries=2))
     experiment = storage / NAME
     log = tmp_path / "driver.log"
     driver_env = {**hamtune_env(hamtune_cache), **{k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}}
@@ -220,9 +189,9 @@ def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
     try:
         # Lose the worker once both trials have checkpointed their first epoch (the second epoch
         # first traces the fine-tuning graph, so the trials are still running then).
-        at_kill = _wait(
+        at_kill = wait_until(
             lambda: _checkpoints(experiment) if len(_checkpoints(experiment)) == 2 else None,
-            timeout=330, driver=driver, log=log, what="both trials' first checkpoints",
+            330, "both trials' first checkpoints", driver, log,
         )
         time.sleep(5)  # the trials persist a checkpoint before reporting it; let the driver register both
         first.kill()

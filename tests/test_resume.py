@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import hamtune_env, tiny_sweep_yaml
+from tests.conftest import hamtune_env, tiny_sweep_yaml, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +31,6 @@ def reports(experiment: Path) -> dict[str, list[dict]]:
     return found
 
 
-def wait_for(condition, timeout: float, what: str, process: subprocess.Popen):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process.poll() is not None:
-            raise AssertionError(f"sweep exited ({process.returncode}) while waiting for {what}:\n"
-                                 + process.stdout.read()[-4000:])
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path) -> None:
     sweep_file = tmp_path / "resume.yaml"
     sweep_file.write_text(tiny_sweep_yaml(
@@ -51,12 +38,14 @@ def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path
     ))
     experiment = tmp_path / "runs" / "resume"
     command = [sys.executable, "-m", "hamtune", "sweep", str(sweep_file)]
-    driver = subprocess.Popen(command, cwd=tmp_path, env=hamtune_env(hamtune_cache), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "driver.log"  # a file, not a pipe nobody reads while the sweep runs
+    with log.open("w") as out:
+        driver = subprocess.Popen(command, cwd=tmp_path, env=hamtune_env(hamtune_cache),
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # 1. A trial reported epoch 1 (with its checkpoint): kill that trial's process.
-        first = wait_for(lambda: next(((name, r[0]) for name, r in reports(experiment).items() if r), None),
-                         600, "a first checkpoint", driver)
+        first = wait_until(lambda: next(((name, r[0]) for name, r in reports(experiment).items() if r), None),
+                           600, "a first checkpoint", driver, log)
         victim, report = first
         os.kill(report["pid"], signal.SIGKILL)
 
@@ -64,7 +53,7 @@ def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path
         def retried():
             lines = reports(experiment).get(victim, [])
             return [r for r in lines if r["pid"] != report["pid"]]
-        after = wait_for(retried, 600, "the killed trial's retry to report", driver)
+        after = wait_until(retried, 600, "the killed trial's retry to report", driver, log)
         assert after[0]["epoch"] == 2, f"retried trial restarted at epoch {after[0]['epoch']}, not 2"
 
         # 3. Kill the driver (and the local Ray instance it started) mid-sweep, once Tune has
