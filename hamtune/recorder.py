@@ -31,6 +31,7 @@ from hamtune.tables import (
     METRIC_COLUMNS,
     TRIALS_FILE,
     TRIALS_SCHEMA,
+    is_ranked,
     sort_records,
     to_arrow,
     write_table,
@@ -113,31 +114,25 @@ class ResultRecorder(Callback):
         }
 
     def _finished(self, trials: list, trial: Any) -> None:
+        rows = self.trial_rows()
         try:
-            self.write()
+            self.write(rows)
         except ExperimentError as error:
             logger.error("%s", error)
             self._unwritten = error
         # Tune updates `trial.status` after its callbacks run: count from what was recorded.
         done = sum(record["status"] in ("TERMINATED", *FAILED) for record in self._trials.values())
         running = sum(t.status == "RUNNING" for t in trials if t is not trial)
-        best = self.best()
+        top = sort_records(rows.values())[0]  # the table's first row: the best so far when ranked
         record = self._trials[trial.trial_id]
-        score = self.trial_rows()[trial.trial_id].get("val_macro_f1")
+        score = rows[trial.trial_id].get("val_macro_f1")
         outcome = record["error"] if record["status"] in FAILED else (
             "no epoch reported" if score is None else f"val_macro_f1 {score:.4f}")
         logger.info(
             "trial %s (%s) %s: %s | %d finished, %d running | best so far %s",
-            trial.trial_id, record["params"]["model"], record["status"].lower(), outcome,
-            done, running, f"{best[1]:.4f} ({best[0]})" if best else "none",
+            trial.trial_id, record["params"]["model"], record["status"].lower(), outcome, done, running,
+            f"{top['val_macro_f1']:.4f} ({top['trial_id']})" if is_ranked(top) else "none",
         )
-
-    def best(self) -> tuple[str, float] | None:
-        scored = [
-            (trial_id, row["val_macro_f1"]) for trial_id, row in self.trial_rows().items()
-            if row.get("val_macro_f1") is not None and not math.isnan(row["val_macro_f1"])
-        ]
-        return max(scored, key=lambda item: item[1]) if scored else None
 
     def trial_rows(self) -> dict[str, dict[str, Any]]:
         """One row per known trial: its best epoch's metrics, hyperparameters and bookkeeping."""
@@ -172,8 +167,10 @@ class ResultRecorder(Callback):
             for _, row in sorted(epochs.items())
         ]
 
-    def write(self) -> None:
-        trials_table = to_arrow(sort_records(self.trial_rows().values()), TRIALS_SCHEMA)
+    def write(self, rows: dict[str, dict[str, Any]] | None = None) -> None:
+        """Rewrite both tables; `rows` are this moment's `trial_rows()` when the caller has them."""
+        rows = self.trial_rows() if rows is None else rows
+        trials_table = to_arrow(sort_records(rows.values()), TRIALS_SCHEMA)
         write_table(trials_table, _join(self.experiment, TRIALS_FILE), self.metadata)
         write_table(to_arrow(self.epoch_rows(), EPOCHS_SCHEMA), _join(self.experiment, EPOCHS_FILE), self.metadata)
 

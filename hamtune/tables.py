@@ -71,17 +71,22 @@ EPOCHS_SCHEMA = pa.schema([
 ])
 
 
-def sort_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Best trial first by validation macro F1; failed trials and those without a score last.
+def is_ranked(row: Mapping[str, Any]) -> bool:
+    """Whether a trial competes for the top: it has a score and did not fail.
 
     An errored trial keeps the metrics of its last good epoch, but it never ranks above a
     trial that finished.
     """
+    score = row.get("val_macro_f1")
+    return not (score is None or math.isnan(score) or row.get("status") in FAILED)
+
+
+def sort_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Best trial first by validation macro F1; failed trials and those without a score last."""
 
     def key(row: Mapping[str, Any]) -> tuple[bool, float, str]:
-        score = row.get("val_macro_f1")
-        unranked = score is None or math.isnan(score) or row.get("status") in FAILED
-        return (unranked, 0.0 if unranked else -score, str(row.get("trial_id")))
+        ranked = is_ranked(row)
+        return (not ranked, -row["val_macro_f1"] if ranked else 0.0, str(row.get("trial_id")))
 
     return sorted(records, key=key)
 
