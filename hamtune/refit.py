@@ -113,20 +113,6 @@ def lesion_bootstrap(y_true: np.ndarray, y_pred: np.ndarray, lesions: np.ndarray
     return float(low), float(high)
 
 
-def _saved_data(experiment: Experiment, sweep: SweepConfig) -> PreparedData:
-    """The sweep's dataset with the split it saved; refused if the data changed since."""
-    import dataclasses
-
-    from hamtune.data.prepared import prepare_data
-
-    data = prepare_data(sweep.data)
-    recorded = experiment.info().get("fingerprint")
-    if recorded != data.index.fingerprint:
-        raise DataError(f"the dataset changed since {experiment.uri} ran (fingerprint {recorded} then, "
-                        f"{data.index.fingerprint} now): refit needs the data the sweep chose on")
-    return dataclasses.replace(data, split=experiment.split())
-
-
 def _out_dir(experiment: Experiment, trial_id: str, out: str | None) -> Path:
     if out is None:
         if experiment.is_remote:
@@ -217,6 +203,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     """
     from hamtune.config import parse_sweep, to_dict
     from hamtune.sweep import versions
+    from hamtune.data.prepared import prepare_saved
     from hamtune.trainable import PARAMS, trial_seed
 
     experiment = open_experiment(location)
@@ -228,7 +215,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     target = _out_dir(experiment, str(trial["trial_id"]), out)
     config = json.loads(experiment.read_text(CONFIG_FILE))
     sweep = parse_sweep(config, source=f"{experiment.uri}/{CONFIG_FILE}")
-    data = _saved_data(experiment, sweep)
+    data = prepare_saved(sweep.data, experiment, needs="refit needs the data the sweep chose on")
     test = data.index.table.iloc[data.positions("test")]
     if test.empty:
         raise DataError(f"the split of {experiment.uri} has no test images (data.test_fraction was 0?)")

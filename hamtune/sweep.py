@@ -17,9 +17,9 @@ from typing import Any
 
 from hamtune.config import SweepConfig, to_dict
 from hamtune.data.cache import open_cache
-from hamtune.data.prepared import PreparedData, prepare_data
+from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
 from hamtune.data.remote import is_uri
-from hamtune.errors import ConfigError, DataError, ExperimentError
+from hamtune.errors import ConfigError, ExperimentError
 from hamtune.experiment import Experiment, experiment_for
 from hamtune.faults import FAULTS_ENV
 from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate
@@ -292,21 +292,6 @@ def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: Experimen
     return "\n".join(lines)
 
 
-def _prepare_for_resume(sweep: SweepConfig, experiment: Experiment) -> PreparedData:
-    """Re-use the saved split; the data must still be the data the sweep started with."""
-    import dataclasses
-
-    data = prepare_data(sweep.data)
-    info = experiment.info()
-    if info.get("fingerprint") != data.index.fingerprint:
-        raise DataError(
-            f"the dataset changed since {experiment.uri} started (fingerprint "
-            f"{info.get('fingerprint')} then, {data.index.fingerprint} now); resume needs the same data"
-        )
-    saved = experiment.split()
-    return dataclasses.replace(data, split=saved)
-
-
 def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False,
               dry_run: bool = False, echo: Any = print) -> Any:
     """Run (or resume, or only describe) a sweep; returns Ray's ResultGrid, or None for a dry run."""
@@ -319,7 +304,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
                 f"--resume: {experiment.uri} is not a hamtune experiment (no {experiment.uri}/hamtune.json); "
                 "refusing to load its state"
             )
-        data = _prepare_for_resume(sweep, experiment)
+        data = prepare_saved(sweep.data, experiment, needs="resume needs the same data")
     else:
         if experiment.exists() and not dry_run:
             raise ExperimentError(

@@ -27,6 +27,7 @@ from hamtune.data.remote import fetch_dataset, is_uri
 from hamtune.data.split import split_dataset
 from hamtune.data.synth import ensure_synthetic
 from hamtune.errors import DataError
+from hamtune.experiment import Experiment
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,16 @@ class PreparedData:
 
     index: DatasetIndex
     split: pd.DataFrame
-    image_size: int
     cache_dir: Path
-    split_seed: int
     config: DataConfig
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def split_seed(self) -> int:
+        return self.config.split_seed
 
     def on_this_node(self) -> PreparedData:
         """This data as seen from the node the caller runs on: its own copy and its own cache.
@@ -138,7 +145,20 @@ def prepare_data(data: DataConfig) -> PreparedData:
         index.table, val=data.val_fraction, test=data.test_fraction, seed=data.split_seed
     )
     logger.info("dataset %s: %d images, fingerprint %s", root, len(index), index.fingerprint)
-    return PreparedData(
-        index=index, split=split, image_size=data.image_size, cache_dir=cache_dir,
-        split_seed=data.split_seed, config=data,
-    )
+    return PreparedData(index=index, split=split, cache_dir=cache_dir, config=data)
+
+
+def prepare_saved(data: DataConfig, experiment: Experiment, needs: str) -> PreparedData:
+    """The dataset with the split an experiment saved, refused if the data changed since.
+
+    Resume and refit must see the data the sweep selected on; `needs` ends the message
+    ("resume needs the same data").
+    """
+    prepared = prepare_data(data)
+    recorded = experiment.info().get("fingerprint")
+    if recorded != prepared.index.fingerprint:
+        raise DataError(
+            f"the dataset changed since {experiment.uri} started (fingerprint {recorded} then, "
+            f"{prepared.index.fingerprint} now); {needs}"
+        )
+    return dataclasses.replace(prepared, split=experiment.split())
