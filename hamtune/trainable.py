@@ -103,7 +103,12 @@ def configure_tensorflow(cpus: float, use_gpu: bool, mixed_precision: bool) -> b
     return bool(gpus)
 
 
-def _compile(model: Any, learning_rate: float) -> None:
+def compile_model(model: Any, learning_rate: float) -> None:
+    """Compile for one training phase: a fresh Adam at `learning_rate` and the weighted loss.
+
+    Called at each phase boundary (Keras fixes the trainable set at compile time); shared with
+    the tests and benchmarks so they train exactly what a trial trains.
+    """
     import keras
 
     model.compile(
@@ -270,10 +275,10 @@ def train_epochs(
             phase = phase_of(epoch, training.warmup_epochs, depth)
             if phase == 1:
                 freeze_backbone(model)
-                _compile(model, float(params["learning_rate"]))
+                compile_model(model, float(params["learning_rate"]))
             else:
                 unfreeze(model, model_name, depth)
-                _compile(model, float(params["learning_rate"]) * training.fine_tune_lr_scale)
+                compile_model(model, float(params["learning_rate"]) * training.fine_tune_lr_scale)
             if resume is not None:
                 _restore(resume[0], model, optimizer=resume[1] == phase)
                 resume = None

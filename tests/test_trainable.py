@@ -82,14 +82,14 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
 
     from hamtune.errors import HamtuneError
     from hamtune.models import build_model, freeze_backbone, unfreeze
-    from hamtune.trainable import WEIGHTS_FILE, _compile, _restore, _save_checkpoint
+    from hamtune.trainable import WEIGHTS_FILE, _restore, _save_checkpoint, compile_model
 
     def built(seed: int = 7) -> keras.Model:
         keras.utils.set_random_seed(seed)
         model = build_model("densenet121", 32, 0.2, seed=seed)
         freeze_backbone(model)
         unfreeze(model, "densenet121", 1)  # phase 2: the last block is trained too
-        _compile(model, 1e-3)
+        compile_model(model, 1e-3)
         return model
 
     trained = built()
