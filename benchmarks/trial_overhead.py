@@ -67,11 +67,11 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
     from hamtune.data.cache import open_cache
     from hamtune.data.pipeline import make_dataset
     from hamtune.metrics import compute_metrics
+    from hamtune.device import configure_tensorflow
     from hamtune.trainable import (
         TrialState,
         _save_checkpoint,
         build_trial_model,
-        configure_tensorflow,
         make_predictor,
         train_epochs,
     )

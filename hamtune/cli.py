@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_params(params, sweep)
     data = prepare_data(sweep.data)
     print(f"training {args.model} on {data.index.root} ({len(data.index)} images) at {args.image_size}px")
-    state = run_trial(params, sweep.training, data, ConsoleReporter(), cpus=args.cpus, use_gpu=True, seed=args.seed)
+    state = run_trial(params, sweep.training, data, ConsoleReporter(), cpus=args.cpus, use_gpu=None, seed=args.seed)
     print(f"best epoch {state.best_epoch}: val_macro_f1 {state.best_score:.4f}, "
           f"val_balanced_accuracy {state.best.get('val_balanced_accuracy', float('nan')):.4f}")
     return 0
@@ -112,9 +112,13 @@ class ConsoleReporter:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    import optuna
+
     from hamtune.config import load_sweep, with_overrides
     from hamtune.sweep import run_sweep
 
+    # Optuna's INFO lines ("A new study created in memory") repeat what the sweep's header says.
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.debug else optuna.logging.WARNING)
     sweep = load_sweep(Path(args.sweep_file))
     sweep = with_overrides(sweep, data_dir=args.data, storage=args.storage, name=args.name, trials=args.trials)
     result = run_sweep(sweep, address=args.address, resume=args.resume, dry_run=args.dry_run)

@@ -125,7 +125,7 @@ def _out_dir(experiment: Experiment, trial_id: str, out: str | None) -> Path:
 
 
 def fit_and_predict(params: dict[str, Any], sweep: SweepConfig, data: PreparedData, epochs: int, cpus: float,
-                    use_gpu: bool, seed: int) -> tuple[bytes, np.ndarray, float]:
+                    use_gpu: bool | None, seed: int) -> tuple[bytes, np.ndarray, float]:
     """Train on train+val for `epochs` with the trial's own loop, then predict the test split once.
 
     Returns the saved `.keras` file's bytes (so a Ray task can hand the model back to the
@@ -224,7 +224,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     seed = trial_seed(sweep.search.seed, str(trial["trial_id"]))  # as the trial trained
     if address is None:
         cpus = cpus or len(os.sched_getaffinity(0))
-        model_file, proba, seconds = fit_and_predict(params, sweep, data, count, cpus, True, seed)
+        model_file, proba, seconds = fit_and_predict(params, sweep, data, count, cpus, None, seed)
     else:
         model_file, proba, seconds = _on_ray(address, params, sweep, data, count, seed)
     y_test = test["label"].to_numpy()

@@ -59,6 +59,9 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
     import ray
     from ray import tune
 
+    # Ray Train logs "Checkpoint successfully created" at every report: one console line per
+    # trial-epoch that says nothing the recorder's progress lines do not.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     context = tune.get_context()
     resources = context.get_trial_resources().required_resources
     run = partial(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 import zlib
@@ -25,6 +24,7 @@ import numpy as np
 
 from hamtune.config import TrainingConfig
 from hamtune.data.prepared import PreparedData
+from hamtune.device import configure_tensorflow
 from hamtune.errors import HamtuneError
 from hamtune.faults import inject
 from hamtune.metrics import compute_metrics
@@ -74,33 +74,6 @@ class TrialState:
             self.best, self.best_epoch, self.epochs_without_improvement = metrics, epoch, 0
         else:
             self.epochs_without_improvement += 1
-
-
-def configure_tensorflow(cpus: float, use_gpu: bool, mixed_precision: bool) -> bool:
-    """Set devices, memory growth, thread pools and precision before TensorFlow runs any op.
-
-    Returns whether the trial computes on a GPU. A CPU trial on a GPU node hides the GPUs (Ray
-    hands it the node's CUDA_VISIBLE_DEVICES); GPU memory grows on demand so fractional GPUs
-    can share a card; TF's pools follow the trial's CPU share instead of the whole node's.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    try:
-        if not use_gpu and gpus:
-            tf.config.set_visible_devices([], "GPU")
-            gpus = []
-        for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        threads = max(1, int(cpus))
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:
-        logger.debug("TensorFlow was already initialised in this process; devices left as they are")
-    keras.mixed_precision.set_global_policy("mixed_float16" if gpus and mixed_precision else "float32")
-    return bool(gpus)
 
 
 def compile_model(model: Any, learning_rate: float) -> None:
@@ -203,7 +176,8 @@ class EpochResult:
 
 
 def build_trial_model(
-    params: dict[str, Any], training: TrainingConfig, data: PreparedData, cpus: float, use_gpu: bool, seed: int
+    params: dict[str, Any], training: TrainingConfig, data: PreparedData, cpus: float, use_gpu: bool | None,
+    seed: int,
 ) -> tuple[Any, np.ndarray]:
     """Configure TensorFlow, seed, attach the image cache and build the model (backbone frozen).
 
@@ -306,7 +280,7 @@ def run_trial(
     reporter: Reporter,
     checkpoint_dir: Path | None = None,
     cpus: float = 1,
-    use_gpu: bool = False,
+    use_gpu: bool | None = False,
     seed: int = 0,
 ) -> TrialState:
     """Train one configuration, reporting validation metrics after every epoch.

@@ -1,0 +1,120 @@
+"""Where a trial computes: TensorFlow's import, its GPUs, thread pools and precision.
+
+Called once per trial process before TensorFlow runs any op. Two things a user would otherwise
+get wrong without noticing: TensorFlow's start-up chatter in every trial's console output, and
+a GPU trial that silently trains on the CPU because the node's TensorFlow cannot use its GPUs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hamtune.errors import HamtuneError
+
+logger = logging.getLogger(__name__)
+
+#: Lines TensorFlow 2.21 prints on import through absl, before TF_CPP_MIN_LOG_LEVEL applies
+#: (tensorflow/tensorflow#100442): informational on a working machine.
+STARTUP_LINES = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|"
+    r"Could not find cuda drivers|cpu_feature_guard|To enable the following instructions|"
+    r"Unable to register cu\w+ factory|TF-TRT Warning"
+)
+#: Device files of an NVIDIA driver: present on a GPU node, inside containers started with GPUs too.
+NVIDIA_DEVICES = (Path("/dev/nvidia0"), Path("/proc/driver/nvidia/gpus"))
+
+
+def import_tensorflow() -> tuple[Any, str]:
+    """Import Keras and TensorFlow, capturing TensorFlow's known start-up lines.
+
+    Returns the `tensorflow` module and the captured start-up lines (for a GPU error, and at
+    debug level). Any other output of the import goes to stderr as usual, and all of it does
+    when the import fails, so nothing that explains a failure is lost.
+    """
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        return tf, ""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    imported = False
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import keras  # noqa: F401  Keras imports TensorFlow, its backend
+            import tensorflow as tf
+
+            imported = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            startup = replay(capture.read().decode(errors="replace"), imported)
+    logger.debug("TensorFlow start-up: %s", " | ".join(startup))
+    return tf, "\n".join(startup)
+
+
+def replay(output: str, imported: bool) -> list[str]:
+    """Write captured import output to stderr, except TensorFlow's start-up lines after a
+    successful import; return those lines."""
+    lines = output.splitlines()
+    startup = [line for line in lines if imported and STARTUP_LINES.search(line)]
+    other = [line for line in lines if line.strip() and line not in startup]
+    if other:
+        sys.stderr.write("\n".join(other) + "\n")
+        sys.stderr.flush()
+    return startup
+
+
+def nvidia_devices_present() -> bool:
+    """Whether this machine has NVIDIA GPUs at all, whatever TensorFlow makes of them."""
+    return NVIDIA_DEVICES[0].exists() or any(NVIDIA_DEVICES[1].glob("*"))
+
+
+def configure_tensorflow(cpus: float, use_gpu: bool | None, mixed_precision: bool) -> bool:
+    """Set devices, memory growth, thread pools and precision before TensorFlow runs any op.
+
+    `use_gpu`: True when Ray gave this process a GPU, which TensorFlow must then use; False to
+    hide the GPUs (a CPU trial on a GPU node, which Ray hands the node's CUDA_VISIBLE_DEVICES);
+    None to use a GPU if TensorFlow finds one (`hamtune train`, an in-process refit). Returns
+    whether the process computes on a GPU. GPU memory grows on demand so fractional GPUs can
+    share a card; TF's pools follow the process's CPU share instead of the whole node's.
+
+    Raises HamtuneError when this process was given a GPU on a machine with NVIDIA GPUs but
+    TensorFlow finds none (a CPU-only TensorFlow, or CUDA libraries that do not match the driver):
+    such a trial would otherwise train on the CPU, tens of times slower, without a word.
+    """
+    tf, startup = import_tensorflow()
+    import keras
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if use_gpu and not gpus:
+        if nvidia_devices_present():
+            reason = "; ".join(line.split("] ", 1)[-1] for line in startup.splitlines() if "cuda" in line.lower())
+            raise HamtuneError(
+                f"this trial was given a GPU, but TensorFlow {tf.__version__} finds none on this GPU node"
+                f"{f' ({reason})' if reason else ''}; install TensorFlow with CUDA on every GPU node: "
+                f"pip install 'tensorflow[and-cuda]' (hamtune's `gpu` extra)"
+            )
+        logger.warning("this trial was given a GPU, but this node has no NVIDIA GPU (Ray's logical GPUs?): "
+                       "training on the CPU")
+    try:
+        if use_gpu is False and gpus:
+            tf.config.set_visible_devices([], "GPU")
+            gpus = []
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        threads = max(1, int(cpus))
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        logger.debug("TensorFlow was already initialised in this process; devices left as they are")
+    keras.mixed_precision.set_global_policy("mixed_float16" if gpus and mixed_precision else "float32")
+    return bool(gpus)
