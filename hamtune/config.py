@@ -31,6 +31,8 @@ from hamtune.constraints import (
 )
 from hamtune.errors import ConfigError
 
+#: What one model's `training.weights` may be.
+WEIGHTS_RULE = "'imagenet', 'none' or the path of an existing weights file"
 #: The float hyperparameters of `SpaceConfig` and `TrialPoint` (each a `FloatRange` in the space).
 FLOAT_PARAMETERS: tuple[str, ...] = ("learning_rate", "dropout", "class_weight_power")
 #: `with_overrides` keywords (the CLI's flags) and the sweep key each one replaces.
@@ -111,8 +113,14 @@ class TrainingConfig:
     batch_size: int
     patience: int
     fine_tune_lr_scale: float
-    weights: str  # "imagenet", "none" or an absolute path to an existing weights file
+    #: "imagenet", "none" or an absolute path to an existing weights file: one for every model,
+    #: or a mapping with one per model (a local file holds one backbone's weights).
+    weights: str | dict[str, str]
     mixed_precision: bool
+
+    def weights_for(self, model: str) -> str:
+        """The weights setting of one model's backbone."""
+        return self.weights if isinstance(self.weights, str) else self.weights[model]
 
 
 @dataclass(frozen=True)
@@ -205,7 +213,7 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "batch_size": Field(32, POSITIVE_INT),
             "patience": Field(5, POSITIVE_INT),
             "fine_tune_lr_scale": Field(0.1, Interval(float, 0, 1, "right")),
-            "weights": Field("imagenet", Text(description="'imagenet', 'none' or the path of a weights file")),
+            "weights": Field("imagenet", Later(f"{WEIGHTS_RULE}, or a mapping of each model in space.models to one")),
             "mixed_precision": Field(True, BOOL),
         },
         "resources": {
@@ -393,14 +401,38 @@ def _read_per_model(reader: _Reader, value: Any, models: Any, cpus: Any, gpus: A
     return out
 
 
-def _read_weights(reader: _Reader, value: Any, source: str) -> Any:
+def _read_weights(reader: _Reader, value: Any, models: Any, source: str) -> Any:
+    """One weights setting for every model, or a mapping with exactly one per model.
+
+    A mapping is what a sweep over both backbones needs with local files (no download), since
+    a file holds one backbone's weights.
+    """
+    if not _valid(value):  # its section was not a mapping, already reported
+        return INVALID
+    if not isinstance(value, Mapping):
+        return _read_weights_value(reader, value, "training.weights", source)
+    if not _valid(models):
+        return INVALID
+    reader.unknown(value, list(models), "training.weights")
+    weights = {}
+    for model in models:
+        if model not in value:
+            reader.errors.append(f"training.weights.{model} is missing; it must be {WEIGHTS_RULE}")
+        else:
+            weights[model] = _read_weights_value(reader, value[model], f"training.weights.{model}", source)
+    return weights if len(weights) == len(models) and _valid(*weights.values()) else INVALID
+
+
+def _read_weights_value(reader: _Reader, value: Any, key: str, source: str) -> Any:
     """A weights path is relative to the sweep file, so a sweep and its weights move together."""
-    if not _valid(value) or value in ("imagenet", "none"):
+    if value in ("imagenet", "none"):
         return value
+    if not isinstance(value, str) or not value:
+        reader.fail(key, WEIGHTS_RULE, value)
+        return INVALID
     base = Path(source).parent if Path(source).is_file() else Path.cwd()
     path = Path(os.path.abspath(base / Path(value).expanduser()))
-    rule = "'imagenet', 'none' or the path of an existing weights file"
-    reader.check(path.is_file(), "training.weights", rule, str(path))
+    reader.check(path.is_file(), key, WEIGHTS_RULE, str(path))
     return str(path)
 
 
@@ -440,7 +472,7 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
         reader.check(grace <= max_epochs, "scheduler.grace_period", f"<= scheduler.max_epochs ({max_epochs})", grace)
     cpus, gpus = resources["cpus_per_trial"], resources["gpus_per_trial"]
     per_model = _read_per_model(reader, resources["per_model"], models, cpus, gpus)
-    weights = _read_weights(reader, training["weights"], source)
+    weights = _read_weights(reader, training["weights"], models, source)
 
     if reader.errors:
         raise ConfigError(_message(source, reader.errors))

@@ -166,6 +166,25 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"hamtune_{spec.name}")
 
 
+def check_weights_file(backbone: str, weights: str) -> None:
+    """Load a local weights file into its backbone once, at the smallest input size.
+
+    The driver runs this before any trial, so a file of the other backbone (or not a weights
+    file at all) stops the sweep at once with a ModelError naming the file, instead of failing
+    every trial after its retries. "imagenet" and "none" are left to the trials: each node
+    downloads ImageNet weights itself.
+    """
+    if weights in ("imagenet", "none"):
+        return
+    from hamtune.device import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    build_model(backbone, MIN_IMAGE_SIZE, 0.0, weights=weights)
+    keras.backend.clear_session()
+
+
 def _weights_file(spec: Backbone, weights: str) -> Path | None:
     """The file `weights` refers to ("imagenet" is downloaded), or None for "none"."""
     if weights == "none":

@@ -19,9 +19,10 @@ from hamtune.config import SweepConfig, to_dict
 from hamtune.data.cache import open_cache
 from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
 from hamtune.data.remote import is_uri
-from hamtune.errors import ConfigError, ExperimentError
+from hamtune.errors import ConfigError, ExperimentError, ModelError
 from hamtune.experiment import Experiment, experiment_for
 from hamtune.faults import FAULTS_ENV
+from hamtune.models import check_weights_file
 from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate
 from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, TrialDiverged, run_trial, trial_seed
 
@@ -319,6 +320,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     check_cluster_paths(sweep, experiment, *cluster_hosts(address))
     cap = capacity(sweep)
     check_fits(sweep, cap, autoscaling=address is not None)
+    check_weights(sweep)
     if dry_run:
         echo(dry_run_report(sweep, data, experiment, cap))
         return None
@@ -355,6 +357,21 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
         ) from error
     check_outcome(results, experiment)
     return results
+
+
+def check_weights(sweep: SweepConfig) -> None:
+    """Each local weights file loads into its model's backbone (a ConfigError naming the key if not)."""
+    for model in sweep.space.models:
+        try:
+            check_weights_file(model, sweep.training.weights_for(model))
+        except ModelError as error:
+            shared = isinstance(sweep.training.weights, str)
+            key = "training.weights" + ("" if shared else f".{model}")
+            hint = ""
+            if shared and len(sweep.space.models) > 1:
+                per_model = ", ".join(f"{name}: FILE" for name in sweep.space.models)
+                hint = f"; a file holds one backbone's weights: give each model its own, {key}: {{{per_model}}}"
+            raise ConfigError(f"{sweep.source}: {key}: {error}{hint}") from error
 
 
 def check_outcome(results: Any, experiment: Experiment) -> None:

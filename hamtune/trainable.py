@@ -193,7 +193,8 @@ def build_trial_model(
     keras.utils.set_random_seed(seed)
     cache = open_cache(data.index, data.image_size, data.cache_dir)
     model = build_model(
-        params["model"], data.image_size, float(params["dropout"]), weights=training.weights, seed=seed
+        params["model"], data.image_size, float(params["dropout"]),
+        weights=training.weights_for(params["model"]), seed=seed,
     )
     return model, cache.images
 

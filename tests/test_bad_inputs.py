@@ -123,13 +123,22 @@ def _foreign_directory(where: Path, inputs: Inputs) -> list[str]:
     return [*sweep_file(where), "--resume"]
 
 
-def _wrong_weights(where: Path, inputs: Inputs) -> list[str]:
+def _other_weights(where: Path) -> Path:
+    """A real Keras weights file of another architecture (a one-layer model)."""
     weights = where / "other.weights.h5"
     script = ("import sys, keras; m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]); "
               "m.save_weights(sys.argv[1])")
     subprocess.run([sys.executable, "-c", script, str(weights)], check=True, capture_output=True)
-    return ["train", "--data", str(inputs.synthetic), "--model", "densenet121", "--weights", str(weights),
+    return weights
+
+
+def _wrong_weights(where: Path, inputs: Inputs) -> list[str]:
+    return ["train", "--data", str(inputs.synthetic), "--model", "densenet121", "--weights", str(_other_weights(where)),
             "--image-size", "32", "--epochs", "1", "--warmup-epochs", "1"]
+
+
+def _wrong_weights_in_sweep(where: Path, inputs: Inputs) -> list[str]:
+    return sweep_file(where, training__weights={"densenet121": str(_other_weights(where))})
 
 
 CASES = [
@@ -162,8 +171,11 @@ CASES = [
          ("resources", "1 GPU", "gpus_per_trial")),
     Case("a weights file for the wrong architecture", _wrong_weights,
          ("other.weights.h5", "does not fit backbone densenet121")),
+    Case("a sweep's weights file for the wrong architecture, refused before any trial", _wrong_weights_in_sweep,
+         ("bad.yaml", "training.weights.densenet121", "other.weights.h5", "does not fit backbone densenet121")),
 ]
-SLOW = {"more GPUs per trial than any node has", "a weights file for the wrong architecture"}  # start Ray / TF
+SLOW = {"more GPUs per trial than any node has", "a weights file for the wrong architecture",  # start Ray / TF
+        "a sweep's weights file for the wrong architecture, refused before any trial"}
 
 
 @pytest.fixture(scope="session")
@@ -218,5 +230,6 @@ def test_the_catalogue_covers_every_bad_input_the_issue_lists() -> None:
               "more GPUs per trial than any node has", "missing data directory", "metadata missing a column",
               "unknown label", "duplicate image id", "corrupt image", "a class too small to split",
               "existing experiment name without --resume",
-              "--resume of a directory that is not a hamtune experiment", "a weights file for the wrong architecture"}
+              "--resume of a directory that is not a hamtune experiment", "a weights file for the wrong architecture",
+              "a sweep's weights file for the wrong architecture, refused before any trial"}
     assert {case.what for case in CASES} == listed

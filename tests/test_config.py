@@ -169,7 +169,13 @@ BAD_VALUES = [
     ("training.patience", 0, r"training\.patience must be an int in \[1, inf\), got 0"),
     ("training.fine_tune_lr_scale", 0.0, r"training\.fine_tune_lr_scale must be a float in \(0, 1\], got 0\.0"),
     ("training.fine_tune_lr_scale", 1.5, r"training\.fine_tune_lr_scale must be a float in \(0, 1\], got 1\.5"),
-    ("training.weights", 3, r"training\.weights must be 'imagenet', 'none' or the path of a weights file, got 3"),
+    ("training.weights", 3, r"training\.weights must be 'imagenet', 'none' or the path of an existing weights file, got 3"),
+    ("training.weights", {"densenet121": "none"},
+     r"training\.weights\.convnext_small is missing; it must be 'imagenet', 'none' or the path of an existing"),
+    ("training.weights", {"convnext_small": "none", "densenet121": "none", "resnet50": "none"},
+     r"unknown key 'resnet50' in training\.weights \(allowed: convnext_small, densenet121\)"),
+    ("training.weights", {"convnext_small": "none", "densenet121": ["a.h5"]},
+     r"training\.weights\.densenet121 must be 'imagenet', 'none' or the path of an existing weights file, got \['a\.h5'\]"),
     ("training.weights", "missing.weights.h5",
      r"training\.weights must be 'imagenet', 'none' or the path of an existing weights file, got '.*missing\.weights\.h5'"),
     ("training.mixed_precision", "yes", r"training\.mixed_precision must be one of true, false, got 'yes'"),
@@ -350,6 +356,20 @@ def test_weights_path_is_relative_to_the_sweep_file(tmp_path: Path, monkeypatch:
     config = load_sweep(path.relative_to(tmp_path))
     assert config.training.weights == str(sweep_dir / "backbone.weights.h5")
     assert parse_sweep(to_dict(config)) == dataclasses.replace(config, source="<dict>", text="")
+
+
+def test_weights_per_model_resolve_relative_to_the_sweep_file_and_round_trip(tmp_path: Path) -> None:
+    (tmp_path / "convnext.weights.h5").write_bytes(b"checked when the sweep starts, not here")
+    path = tmp_path / "offline.yaml"
+    path.write_text("name: offline\ntraining:\n  weights: {convnext_small: convnext.weights.h5, densenet121: none}\n",
+                    encoding="utf-8")
+    config = load_sweep(path)
+    assert config.training.weights == {"convnext_small": str(tmp_path / "convnext.weights.h5"), "densenet121": "none"}
+    assert config.training.weights_for("convnext_small") == str(tmp_path / "convnext.weights.h5")
+    assert config.training.weights_for("densenet121") == "none"
+    assert parse_sweep(to_dict(config)) == dataclasses.replace(config, source="<dict>", text="")
+    one = parse_sweep({"name": "x", "training": {"weights": "none"}})
+    assert [one.training.weights_for(m) for m in one.space.models] == ["none", "none"]
 
 
 def test_local_paths_resolve_against_the_current_directory_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,6 +116,35 @@ def test_resume_refuses_a_directory_that_is_not_an_experiment(tmp_path: Path, ha
     assert "not a hamtune experiment" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_local_weights_files_are_loaded_per_model_before_any_trial(tmp_path: Path, hamtune_cache: Path) -> None:
+    """Offline sweeps over both backbones: one weights file per model, each checked up front."""
+    import yaml
+
+    script = ("import sys\nfrom hamtune.models import BACKBONE_LAYER, build_model\n"
+              "for name in sys.argv[1:]:\n"
+              "    build_model(name, 32, 0.0).get_layer(BACKBONE_LAYER).save_weights(f'{name}.weights.h5')\n")
+    subprocess.run([sys.executable, "-c", script, "convnext_small", "densenet121"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=300)
+    settings = yaml.safe_load(tiny_sweep_yaml("offline", tmp_path / "runs"))
+    sweep_file = tmp_path / "offline.yaml"
+
+    def dry_run(weights: object) -> subprocess.CompletedProcess:
+        settings["training"]["weights"] = weights
+        sweep_file.write_text(yaml.safe_dump(settings))
+        return run_hamtune(["sweep", str(sweep_file), "--dry-run"], hamtune_cache, tmp_path, timeout=300)
+
+    ok = dry_run({m: f"{m}.weights.h5" for m in ("convnext_small", "densenet121")})
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    swapped = dry_run({"convnext_small": "densenet121.weights.h5", "densenet121": "convnext_small.weights.h5"})
+    assert swapped.returncode == 2 and "Traceback" not in swapped.stderr, swapped.stderr[-3000:]
+    assert ("offline.yaml: training.weights.convnext_small: weights file "
+            f"'{tmp_path / 'densenet121.weights.h5'}' does not fit backbone convnext_small") in swapped.stderr
+    shared = dry_run("densenet121.weights.h5")
+    assert shared.returncode == 2, shared.stderr[-3000:]
+    assert ("a file holds one backbone's weights: give each model its own, training.weights: "
+            "{convnext_small: FILE, densenet121: FILE}") in shared.stderr
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, hamtune_cache: Path) -> None:
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(tiny_sweep_yaml("dry", tmp_path / "runs"))
