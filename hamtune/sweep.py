@@ -24,7 +24,7 @@ from hamtune.experiment import Experiment, experiment_for
 from hamtune.faults import FAULTS_ENV
 from hamtune.models import check_weights_file
 from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate
-from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, TrialDiverged, run_trial, trial_seed
+from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, SEARCH_METRIC, TrialDiverged, run_trial, trial_seed
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
     except TrialDiverged as error:
         # Not a failure to retry (the retry would diverge again) and not a score: one last
         # report with a NaN objective says why the trial stopped, and it ends normally.
-        tune.report({OBJECTIVE: math.nan, DIVERGED_KEY: str(error)})
+        tune.report({OBJECTIVE: math.nan, SEARCH_METRIC: math.nan, DIVERGED_KEY: str(error)})
 
 
 def trial_resources(config: dict[str, Any], sweep: SweepConfig) -> dict[str, float]:
@@ -101,18 +101,23 @@ def _trainable(sweep: SweepConfig, data: PreparedData) -> Any:
     return tune.with_resources(trainable, partial(trial_resources, sweep=sweep))
 
 
+def make_searcher(sweep: SweepConfig) -> Any:
+    """Ray's OptunaSearch over the sweep's define-by-run space, with the seeded sampler."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(
+        space=partial(define_space, space=sweep.space), metric=SEARCH_METRIC, mode="max",
+        sampler=make_sampler(sweep.search.seed), points_to_evaluate=points_to_evaluate(sweep) or None,
+    )
+
+
 def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metadata: dict[str, Any]) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from hamtune.recorder import ResultRecorder
 
-    searcher = OptunaSearch(
-        space=partial(define_space, space=sweep.space), metric=OBJECTIVE, mode="max",
-        sampler=make_sampler(sweep.search.seed),
-        points_to_evaluate=points_to_evaluate(sweep) or None,
-    )
+    searcher = make_searcher(sweep)
     if sweep.scheduler.type == "asha":
         scheduler = ASHAScheduler(
             time_attr="training_iteration", max_t=sweep.scheduler.max_epochs,
@@ -128,7 +133,7 @@ def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metad
     return tune.Tuner(
         _trainable(sweep, data),
         tune_config=tune.TuneConfig(
-            metric=OBJECTIVE, mode="max", search_alg=searcher, scheduler=scheduler,
+            metric=SEARCH_METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
             num_samples=sweep.search.trials, max_concurrent_trials=sweep.search.max_concurrent,
             reuse_actors=False, trial_dirname_creator=trial_dirname,
         ),

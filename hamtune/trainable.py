@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 #: Hyperparameters a trial receives (the search space's keys).
 PARAMS: tuple[str, ...] = ("model", "learning_rate", "dropout", "unfreeze_depth", "class_weight_power")
 OBJECTIVE = "val_macro_f1"
+#: What ASHA and Optuna compare: the best `OBJECTIVE` so far, a trial's result in the tables.
+#: Ray's OptunaSearch tells Optuna the metric of a trial's last report, and the last epoch of a
+#: trial stopped by ASHA or patience is often not its best.
+SEARCH_METRIC = "best_val_macro_f1"
 #: The result key under which a diverged trial reports why it stopped, with a NaN objective.
 DIVERGED_KEY = "diverged"
 STATE_FILE = "state.json"
@@ -310,7 +314,7 @@ def run_trial(
         state.record(result.epoch, metrics)
         row = {
             **metrics, "epoch": result.epoch, "phase": result.phase, "train_loss": result.train_loss,
-            "best_epoch": state.best_epoch, "best_val_macro_f1": state.best_score,
+            "best_epoch": state.best_epoch, SEARCH_METRIC: state.best_score,
             "train_seconds": state.train_seconds,
         }
         if reporter.wants_checkpoints:

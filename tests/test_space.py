@@ -140,6 +140,27 @@ def test_ray_optuna_search_gives_the_trainable_one_unfreeze_key(sweep: SweepConf
     assert set(restored.suggest("trial_6")) >= {"model", "unfreeze_depth"}
 
 
+def test_optuna_is_told_each_trials_best_epoch_not_its_last(sweep: SweepConfig) -> None:
+    """Ray's OptunaSearch tells Optuna the metric of a trial's last report. The searcher's metric
+    is the trial's best epoch so far, so TPE learns the value the result tables rank trials by,
+    also for a trial whose last epoch (stopped by ASHA or patience) was worse."""
+    from hamtune.sweep import make_searcher
+    from hamtune.trainable import OBJECTIVE, SEARCH_METRIC, TrialState
+
+    searcher = make_searcher(sweep)
+    searcher.suggest("t1")
+    state = TrialState()
+    for epoch, score in enumerate([0.2, 0.5, 0.3], start=1):
+        state.record(epoch, {OBJECTIVE: score})
+        report = {OBJECTIVE: score, SEARCH_METRIC: state.best_score, "training_iteration": epoch}
+        searcher.on_trial_result("t1", report)
+    searcher.on_trial_complete("t1", result=report)
+    # Ray keeps its Optuna study private; the sweep's points_to_evaluate are queued in it too.
+    trial = searcher._ot_study.trials[searcher._ot_trials["t1"].number]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.value == 0.5
+
+
 def test_space_function_pickles(sweep: SweepConfig) -> None:
     space_fn = pickle.loads(pickle.dumps(partial(define_space, space=sweep.space)))
     trial = optuna.create_study(sampler=make_sampler(0)).ask()
