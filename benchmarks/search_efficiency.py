@@ -2,9 +2,11 @@
 
     python benchmarks/search_efficiency.py [--seeds 0 1 2] [--random-trials 4] [--tpe-trials 8]
                                            [--epochs 3] [--images 140] [--models densenet121]
+                                           [--weights densenet121=densenet121_notop.h5]
 
 For each seed, two real hamtune sweeps (`hamtune.sweep.run_sweep`, synthetic data, the smoke
-sweep's space restricted to `--models`, random-init backbones) on this machine:
+sweep's space restricted to `--models`, random-init backbones unless `--weights` gives local
+weights files) on this machine:
 
   random   Optuna's RandomSampler, no scheduler: every trial runs all `--epochs`;
   TPE+ASHA hamtune's own searcher (seeded multivariate TPE, `hamtune.space.make_sampler`) and
@@ -75,7 +77,10 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, storage: Path) -> pd.
             base.scheduler, type="none" if random else "asha", grace_period=1,
             max_epochs=args.epochs, reduction_factor=2,
         ),
-        training=dataclasses.replace(base.training, epochs=args.epochs, patience=args.epochs),
+        training=dataclasses.replace(
+            base.training, epochs=args.epochs, patience=args.epochs,
+            weights={m: args.weights.get(m, base.training.weights) for m in args.models},
+        ),
     )
     make_sampler = hamtune.sweep.make_sampler
     if random:
@@ -97,7 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=140)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--models", nargs="+", default=["densenet121"])
+    parser.add_argument("--weights", nargs="+", default=[], metavar="MODEL=FILE",
+                        help="local ImageNet weights per model (random init without): at random init every "
+                             "configuration scores near chance, so there is nothing for a search to find")
     args = parser.parse_args(argv)
+    args.weights = dict(item.split("=", 1) for item in args.weights)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
