@@ -164,7 +164,7 @@ def _on_ray(address: str, params: dict[str, Any], sweep: SweepConfig, data: Prep
     """Run the refit as one Ray task with the trial's resources; `address` "local" starts a private Ray."""
     import ray
 
-    from hamtune.sweep import init_ray
+    from hamtune.cluster import init_ray
 
     init_ray(None if address == "local" else address)
     need = sweep.resources.for_model(params["model"])

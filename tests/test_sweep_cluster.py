@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from hamtune.cluster import SHARED_STORAGE_ENV, check_cluster_paths
 from hamtune.config import parse_sweep
 from hamtune.errors import ExperimentError
 from hamtune.experiment import experiment_for
-from hamtune.sweep import SHARED_STORAGE_ENV, check_cluster_paths
 
 
 def _sweep(storage: str, data_dir: str | None = None):
