@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
     # Ray Train logs "Checkpoint successfully created" at every report: one console line per
     # trial-epoch that says nothing the recorder's progress lines do not.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    sys.unraisablehook = ignore_exit_at_teardown
     context = tune.get_context()
     resources = context.get_trial_resources().required_resources
     run = partial(
@@ -70,6 +72,18 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
         # Not a failure to retry (the retry would diverge again) and not a score: one last
         # report with a NaN objective says why the trial stopped, and it ends normally.
         tune.report({OBJECTIVE: math.nan, SEARCH_METRIC: math.nan, DIVERGED_KEY: str(error)})
+
+
+def ignore_exit_at_teardown(unraisable: Any) -> None:
+    """Drop the SystemExit that Ray's SIGTERM handler raises when it lands inside a finalizer.
+
+    When Tune tears a finished trial's worker down, the SIGTERM can arrive while the garbage
+    collector runs a weakref callback; Python then prints "Exception ignored in ..." and a
+    traceback for an exit that is exactly what was asked for, at the end of a successful sweep.
+    Every other unraisable exception is reported as usual.
+    """
+    if not isinstance(unraisable.exc_value, SystemExit):
+        sys.__unraisablehook__(unraisable)
 
 
 def trial_resources(config: dict[str, Any], sweep: SweepConfig) -> dict[str, float]:
