@@ -221,7 +221,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
         raise DataError(f"the split of {experiment.uri} has no test images (data.test_fraction was 0?)")
 
     params = {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in PARAMS}
-    seed = trial_seed(sweep.search.seed, str(trial["trial_id"]))  # as the trial trained
+    seed = trial_seed(sweep.search.seed, params)  # as the trial trained
     if address is None:
         cpus = cpus or len(os.sched_getaffinity(0))
         model_file, proba, seconds = fit_and_predict(params, sweep, data, count, cpus, None, seed)

@@ -59,7 +59,7 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
     run = partial(
         run_trial, config, training, data.on_this_node(), TuneReporter(),
         cpus=resources.get("CPU", 1), use_gpu=bool(ray.get_gpu_ids()),
-        seed=trial_seed(seed, context.get_trial_id()),
+        seed=trial_seed(seed, config),
     )
     checkpoint = tune.get_checkpoint()
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from hamtune.cli import main
 from hamtune.data.synth import write_synthetic
-from hamtune.trainable import TrialState, phase_of
+from hamtune.trainable import TrialState, phase_of, trial_seed
 
 
 @pytest.mark.parametrize(("epoch", "warmup", "depth", "phase"), [
@@ -106,3 +106,17 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
 
     with pytest.raises(HamtuneError, match=r"written for a model with \d+ variables, this one has \d+"):
         _restore(tmp_path, build_model("convnext_small", 32, 0.2), optimizer=False)
+
+
+def test_trial_seed_follows_the_configuration_not_rays_trial_id() -> None:
+    """Re-running a sweep trains each configuration with the same seed, and a refit finds it
+    from the table's row (numpy scalars) as the trial computed it from Ray's config."""
+    import numpy as np
+
+    params = {"model": "densenet121", "learning_rate": 1e-3, "dropout": 0.2, "unfreeze_depth": 1,
+              "class_weight_power": 0.5}
+    from_table = {**params, "learning_rate": np.float64(1e-3), "unfreeze_depth": np.int64(1)}
+    from_ray = {**params, "unfreeze_depth_densenet121": 1}
+    assert trial_seed(0, params) == trial_seed(0, from_table) == trial_seed(0, from_ray)
+    assert trial_seed(0, params) != trial_seed(0, {**params, "dropout": 0.3})
+    assert trial_seed(7, params) == trial_seed(0, params) + 7
