@@ -69,9 +69,20 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
         with checkpoint.as_directory() as directory:
             run(checkpoint_dir=Path(directory))
     except TrialDiverged as error:
-        # Not a failure to retry (the retry would diverge again) and not a score: one last
-        # report with a NaN objective says why the trial stopped, and it ends normally.
-        tune.report({OBJECTIVE: math.nan, SEARCH_METRIC: math.nan, DIVERGED_KEY: str(error)})
+        # Not a failure to retry (the retry would diverge again): one last report says why the
+        # trial stopped, and it ends normally.
+        tune.report(diverged_report(error))
+
+
+def diverged_report(error: TrialDiverged) -> dict[str, Any]:
+    """The last report of a diverged trial: no score for the tables, the worst one for the search.
+
+    The objective is NaN, so the result tables record the trial as DIVERGED and unranked. The
+    search metric is 0, the lowest macro F1: TPE then learns that this region of the space
+    (typically too high a learning rate) is useless. A NaN would make Optuna fail the trial,
+    and TPE ignores failed trials, so it would keep suggesting similar configurations.
+    """
+    return {OBJECTIVE: math.nan, SEARCH_METRIC: 0.0, DIVERGED_KEY: str(error)}
 
 
 def ignore_exit_at_teardown(unraisable: Any) -> None:

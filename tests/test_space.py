@@ -161,6 +161,23 @@ def test_optuna_is_told_each_trials_best_epoch_not_its_last(sweep: SweepConfig) 
     assert trial.value == 0.5
 
 
+def test_a_diverged_trial_teaches_optuna_the_worst_score(sweep: SweepConfig) -> None:
+    """Optuna records a diverged trial as a complete trial with macro F1 0, not as a failure
+    that TPE would ignore; the tables still see no score (a NaN objective)."""
+    import math
+
+    from hamtune.sweep import diverged_report, make_searcher
+    from hamtune.trainable import OBJECTIVE, TrialDiverged
+
+    searcher = make_searcher(sweep)
+    searcher.suggest("t1")
+    report = diverged_report(TrialDiverged("training loss became nan at epoch 2"))
+    searcher.on_trial_complete("t1", result=report)
+    trial = searcher._ot_study.trials[searcher._ot_trials["t1"].number]
+    assert (trial.state, trial.value) == (optuna.trial.TrialState.COMPLETE, 0.0)
+    assert math.isnan(report[OBJECTIVE])
+
+
 def test_space_function_pickles(sweep: SweepConfig) -> None:
     space_fn = pickle.loads(pickle.dumps(partial(define_space, space=sweep.space)))
     trial = optuna.create_study(sampler=make_sampler(0)).ask()
