@@ -156,7 +156,6 @@ def measure(model_name: str, depth: int, size: int, batch: int, steps: int, repe
     row["phase1_first_s"], row["phase1_step_s"] = fit_seconds(model, images, labels, batch, repeats, sync)
     row["predict_first_s"], row["predict_image_s"] = predict_seconds(model, images, batch, repeats, sync)
     unfreeze(model, model_name, depth)
-    allow_jit(model)
     compile_model(model, 1e-5)
     row["phase2_first_s"], row["phase2_step_s"] = fit_seconds(model, images, labels, batch, repeats, sync)
     losses = model.evaluate(images[:batch], labels[:batch], batch_size=batch, verbose=0)
