@@ -24,32 +24,38 @@ CONTRAST_FACTOR = 0.1
 VALUE_RANGE = (0, 255)
 
 
-def build_augmentation(seed: int | None = None) -> keras.Sequential:
+#: Layers kept from the full list per `training.augmentation` strength ("none" builds no block).
+STRENGTHS: dict[str, int] = {"flips": 1, "full": 5}
+
+
+def build_augmentation(seed: int | None = None, strength: str = "full") -> keras.Sequential:
     """The augmentation block (named "augmentation") for float32 images in 0-255.
 
-    `seed` makes the random draws repeatable; each layer gets its own seed derived from it so
-    flips and rotations are not correlated.
+    `strength` is "full" (flips, rotation, zoom, brightness, contrast) or "flips" (horizontal
+    and vertical flips only); for "none" `build_model` leaves the block out. `seed` makes the
+    random draws repeatable; each layer gets its own seed derived from it so flips and rotations
+    are not correlated.
     """
+    if strength not in STRENGTHS:
+        raise ValueError(f"augmentation strength must be 'flips' or 'full', got {strength!r}")
 
     def layer_seed(offset: int) -> int | None:
         return None if seed is None else seed + offset
 
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal_and_vertical", seed=layer_seed(0), dtype=_DTYPE),
-            keras.layers.RandomRotation(
-                ROTATION_FACTOR, fill_mode="reflect", seed=layer_seed(1), dtype=_DTYPE
-            ),
-            keras.layers.RandomZoom(ZOOM_FACTOR, fill_mode="reflect", seed=layer_seed(2), dtype=_DTYPE),
-            keras.layers.RandomBrightness(
-                BRIGHTNESS_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(3), dtype=_DTYPE
-            ),
-            keras.layers.RandomContrast(
-                CONTRAST_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(4), dtype=_DTYPE
-            ),
-        ],
-        name="augmentation",
-    )
+    layers = [
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=layer_seed(0), dtype=_DTYPE),
+        keras.layers.RandomRotation(
+            ROTATION_FACTOR, fill_mode="reflect", seed=layer_seed(1), dtype=_DTYPE
+        ),
+        keras.layers.RandomZoom(ZOOM_FACTOR, fill_mode="reflect", seed=layer_seed(2), dtype=_DTYPE),
+        keras.layers.RandomBrightness(
+            BRIGHTNESS_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(3), dtype=_DTYPE
+        ),
+        keras.layers.RandomContrast(
+            CONTRAST_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(4), dtype=_DTYPE
+        ),
+    ]
+    return keras.Sequential(layers[: STRENGTHS[strength]], name="augmentation")
 
 
 @keras.saving.register_keras_serializable(package="hamtune")

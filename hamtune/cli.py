@@ -62,22 +62,43 @@ def _train(args: argparse.Namespace) -> int:
         },
         "space": {"models": [args.model]},
         "training": {
-            "epochs": args.epochs, "warmup_epochs": args.warmup_epochs, "batch_size": args.batch_size,
+            "epochs": args.epochs, "warmup_epochs": 2 if args.warmup_epochs is None else args.warmup_epochs,
+            "batch_size": args.batch_size,
             "patience": args.patience, "fine_tune_lr_scale": args.fine_tune_lr_scale,
             "weights": args.weights, "mixed_precision": not args.no_mixed_precision,
+            "augmentation": args.augmentation,
         },
     }, source="command line")
+    mode = sweep.training.mode_for(args.model)
     params = {
         "model": args.model, "learning_rate": args.learning_rate, "dropout": args.dropout,
-        "unfreeze_depth": args.unfreeze_depth, "class_weight_power": args.class_weight_power,
+        "unfreeze_depth": _unfreeze_depth(args, mode), "class_weight_power": args.class_weight_power,
     }
     _check_params(params, sweep)
     data = prepare_data(sweep.data)
-    print(f"training {args.model} on {data.index.root} ({len(data.index)} images) at {args.image_size}px")
+    print(f"training {args.model} {_MODE_TEXT[mode]} on {data.index.root} ({len(data.index)} images) at "
+          f"{args.image_size}px, augmentation {sweep.training.augmentation_for(args.model)}")
     state = run_trial(params, sweep.training, data, ConsoleReporter(), cpus=args.cpus, use_gpu=None, seed=args.seed)
     print(f"best epoch {state.best_epoch}: val_macro_f1 {state.best_score:.4f}, "
           f"val_balanced_accuracy {state.best.get('val_balanced_accuracy', float('nan')):.4f}")
     return 0
+
+
+_MODE_TEXT = {"scratch": "from scratch", "transfer": "by transfer learning"}
+
+
+def _unfreeze_depth(args: argparse.Namespace, mode: str) -> int:
+    """The depth a trial gets: given (transfer), or every block (from scratch, where it cannot be given)."""
+    from hamtune.errors import ConfigError
+    from hamtune.models import max_unfreeze_depth
+
+    if mode == "transfer":
+        return 0 if args.unfreeze_depth is None else args.unfreeze_depth
+    if args.unfreeze_depth is not None or args.warmup_epochs is not None:
+        flag = "--unfreeze-depth" if args.unfreeze_depth is not None else "--warmup-epochs"
+        raise ConfigError(f"{flag} does not apply with --weights none: training from scratch trains every "
+                          "block from the first epoch; drop it, or give --weights to fine-tune")
+    return max_unfreeze_depth(args.model)
 
 
 def _check_params(params: dict, sweep) -> None:  # noqa: ANN001 - SweepConfig imported lazily
@@ -195,15 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="densenet121")
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--dropout", type=float, default=0.3)
-    train.add_argument("--unfreeze-depth", type=int, default=0)
+    train.add_argument("--unfreeze-depth", type=int, default=None,
+                       help="transfer mode: top blocks fine-tuned after the warm-up (default: 0, head only)")
     train.add_argument("--class-weight-power", type=float, default=0.5)
     train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--warmup-epochs", type=int, default=2)
+    train.add_argument("--warmup-epochs", type=int, default=None,
+                       help="transfer mode: head-only epochs before fine-tuning (default: 2)")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--patience", type=int, default=5)
     train.add_argument("--fine-tune-lr-scale", type=float, default=0.1)
     train.add_argument("--image-size", type=int, default=224)
-    train.add_argument("--weights", default="imagenet", help="imagenet, none, or a local weights file")
+    train.add_argument("--weights", default="imagenet",
+                       help="imagenet, a local weights file (transfer learning), or none (train from scratch)")
+    train.add_argument("--augmentation", default="auto",
+                       help="auto (default: flips from scratch, full for transfer), none, flips or full")
     train.add_argument("--no-mixed-precision", action="store_true")
     train.add_argument("--val", type=float, default=0.15)
     train.add_argument("--test", type=float, default=0.15)

@@ -35,6 +35,17 @@ from hamtune.errors import ConfigError
 WEIGHTS_RULE = "'imagenet', 'none' or the path of an existing weights file"
 #: The float hyperparameters of `SpaceConfig` and `TrialPoint` (each a `FloatRange` in the space).
 FLOAT_PARAMETERS: tuple[str, ...] = ("learning_rate", "dropout", "class_weight_power")
+#: Training modes, decided per model by its weights: "none" trains from scratch, anything else fine-tunes.
+SCRATCH = "scratch"
+TRANSFER = "transfer"
+#: `training.augmentation`: what the in-graph augmentation does ("auto" picks per mode, see `augmentation_for`).
+AUGMENTATIONS: tuple[str, ...] = ("auto", "none", "flips", "full")
+#: What "auto" means per mode. From scratch at small sizes and short budgets the full set (rotation,
+#: zoom, brightness, contrast) slowed learning more than it regularised on the dev set; flips cost
+#: nothing and dermoscopy has no canonical orientation. Transfer keeps the notebook's full set.
+AUTO_AUGMENTATION: dict[str, str] = {SCRATCH: "flips", TRANSFER: "full"}
+#: `search.sampler`: Optuna's TPE, or uniform random sampling as a baseline.
+SAMPLERS: tuple[str, ...] = ("tpe", "random")
 #: `with_overrides` keywords (the CLI's flags) and the sweep key each one replaces.
 OVERRIDES: dict[str, str] = {"name": "name", "data_dir": "data.dir", "storage": "storage", "trials": "search.trials"}
 
@@ -76,7 +87,7 @@ class SpaceConfig:
     learning_rate: FloatRange
     dropout: FloatRange
     class_weight_power: FloatRange
-    unfreeze_depth: dict[str, IntRange]  # exactly one range per model in `models`
+    unfreeze_depth: dict[str, IntRange]  # one range per transfer-mode model; scratch models have none
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class TrialPoint:
     learning_rate: float
     dropout: float
     class_weight_power: float
-    unfreeze_depth: int
+    unfreeze_depth: int | None  # None for a model trained from scratch (every block trains)
 
 
 @dataclass(frozen=True)
@@ -96,12 +107,13 @@ class SearchConfig:
     trials: int
     max_concurrent: int
     points_to_evaluate: tuple[TrialPoint, ...]
+    sampler: str = "tpe"  # "tpe" (hamtune's search) or "random" (a baseline to compare it with)
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
     type: str  # "asha" or "none"
-    grace_period: int
+    grace_period: int  # resolved: the first fine-tuning epoch when the file leaves it null
     max_epochs: int  # resolved: training.epochs when the file leaves it null
     reduction_factor: float
 
@@ -117,10 +129,21 @@ class TrainingConfig:
     #: or a mapping with one per model (a local file holds one backbone's weights).
     weights: str | dict[str, str]
     mixed_precision: bool
+    augmentation: str = "auto"
 
     def weights_for(self, model: str) -> str:
         """The weights setting of one model's backbone."""
         return self.weights if isinstance(self.weights, str) else self.weights[model]
+
+    def mode_for(self, model: str) -> str:
+        """`SCRATCH` when the model has no weights to start from, else `TRANSFER`."""
+        return SCRATCH if self.weights_for(model) == "none" else TRANSFER
+
+    def augmentation_for(self, model: str) -> str:
+        """The augmentation a trial of `model` trains with ("auto" resolved by its mode)."""
+        if self.augmentation == "auto":
+            return AUTO_AUGMENTATION[self.mode_for(model)]
+        return self.augmentation
 
 
 @dataclass(frozen=True)
@@ -200,10 +223,11 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "trials": Field(64, POSITIVE_INT),
             "max_concurrent": Field(4, POSITIVE_INT),
             "points_to_evaluate": Field([], Later("a list of {model, learning_rate, dropout, ...} mappings")),
+            "sampler": Field("tpe", OneOf(SAMPLERS)),
         },
         "scheduler": {
             "type": Field("asha", OneOf(("asha", SCHEDULER_NONE))),
-            "grace_period": Field(1, POSITIVE_INT),
+            "grace_period": Field(None, Nullable(POSITIVE_INT)),
             "max_epochs": Field(None, Nullable(POSITIVE_INT)),
             "reduction_factor": Field(2.0, Interval(float, 1, None, "neither")),
         },
@@ -215,6 +239,7 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "fine_tune_lr_scale": Field(0.1, Interval(float, 0, 1, "right")),
             "weights": Field("imagenet", Later(f"{WEIGHTS_RULE}, or a mapping of each model in space.models to one")),
             "mixed_precision": Field(True, BOOL),
+            "augmentation": Field("auto", OneOf(AUGMENTATIONS)),
         },
         "resources": {
             "cpus_per_trial": Field(2.0, CPUS),
@@ -326,10 +351,16 @@ def _read_float_range(reader: _Reader, raw: dict[str, Any], key: str) -> Any:
 _DEFAULT_UNFREEZE: dict[str, int] = {"convnext_small": 9, "densenet121": 16}
 
 
-def _read_unfreeze(reader: _Reader, value: Any, models: tuple[str, ...], max_depth: Callable[[str], int]) -> Any:
-    """One `IntRange` per model: the default ranges when the key is absent, else exactly the models."""
+def _read_unfreeze(reader: _Reader, value: Any, models: tuple[str, ...], scratch: frozenset[str],
+                   max_depth: Callable[[str], int]) -> Any:
+    """One `IntRange` per transfer-mode model: the default ranges when the key is absent.
+
+    A model trained from scratch trains every block from the first epoch, so a depth range for
+    it would be silently meaningless: it is refused, naming the weights setting that decides it.
+    """
+    transfer = tuple(m for m in models if m not in scratch)
     if value is None:
-        value = {m: {"low": 0, "high": high} for m, high in _DEFAULT_UNFREEZE.items() if m in models}
+        value = {m: {"low": 0, "high": high} for m, high in _DEFAULT_UNFREEZE.items() if m in transfer}
     if not isinstance(value, Mapping):
         reader.fail("space.unfreeze_depth", "a mapping of each model in space.models to {low, high}", value)
         return INVALID
@@ -337,8 +368,12 @@ def _read_unfreeze(reader: _Reader, value: Any, models: tuple[str, ...], max_dep
     ranges = {}
     for model in models:
         key = f"space.unfreeze_depth.{model}"
+        if model in scratch:
+            if model in value:
+                reader.errors.append(_SCRATCH_DEPTH.format(key=key, model=model))
+            continue
         if model not in value:
-            reader.errors.append(f"{key} is missing; every model in space.models needs a {{low, high}} range")
+            reader.errors.append(f"{key} is missing; every transfer-mode model in space.models needs a {{low, high}} range")
             continue
         raw = reader.section(value[model], DEPTH_RANGE, key)
         low, high = raw["low"], raw["high"]
@@ -349,7 +384,13 @@ def _read_unfreeze(reader: _Reader, value: Any, models: tuple[str, ...], max_dep
         reader.check(low <= high, f"{key}.low", f"<= {key}.high ({high})", low)
         if low <= high <= blocks:
             ranges[model] = IntRange(low, high)
-    return ranges if len(ranges) == len(models) else INVALID
+    return ranges if len(ranges) == len(transfer) else INVALID
+
+
+_SCRATCH_DEPTH = (
+    "{key} does not apply: training.weights is 'none' for {model}, so it trains from scratch "
+    "and every block trains from the first epoch; remove {key}, or give {model} weights to fine-tune"
+)
 
 
 def _read_points(reader: _Reader, value: Any, space: SpaceConfig | None) -> Any:
@@ -363,7 +404,7 @@ def _read_points(reader: _Reader, value: Any, space: SpaceConfig | None) -> Any:
     spec = {
         "model": Field(REQUIRED, OneOf(space.models)),
         **{p: Field(REQUIRED, Interval(float, *_bounds(getattr(space, p)))) for p in FLOAT_PARAMETERS},
-        "unfreeze_depth": Field(REQUIRED, COUNT),
+        "unfreeze_depth": Field(None, Nullable(COUNT)),
     }
     points = []
     for i, entry in enumerate(value):
@@ -371,10 +412,17 @@ def _read_points(reader: _Reader, value: Any, space: SpaceConfig | None) -> Any:
         raw = reader.section(entry, spec, key)
         if not _valid(*raw.values()):
             continue
-        depth = space.unfreeze_depth[raw["model"]]
-        rule = Interval(int, depth.low, depth.high)
-        ok = depth.low <= raw["unfreeze_depth"] <= depth.high
-        reader.check(ok, f"{key}.unfreeze_depth", f"{rule} for {raw['model']}", raw["unfreeze_depth"])
+        depth = space.unfreeze_depth.get(raw["model"])
+        if depth is None:  # trained from scratch
+            if raw["unfreeze_depth"] is not None:
+                reader.errors.append(_SCRATCH_DEPTH.format(key=f"{key}.unfreeze_depth", model=raw["model"]))
+        elif raw["unfreeze_depth"] is None:
+            reader.errors.append(f"{key}.unfreeze_depth is missing; it must be {Interval(int, depth.low, depth.high)} "
+                                 f"for {raw['model']}")
+        else:
+            rule = Interval(int, depth.low, depth.high)
+            ok = depth.low <= raw["unfreeze_depth"] <= depth.high
+            reader.check(ok, f"{key}.unfreeze_depth", f"{rule} for {raw['model']}", raw["unfreeze_depth"])
         points.append(TrialPoint(**raw))
     return tuple(points)  # incomplete only when errors were reported, and then nothing is built
 
@@ -450,9 +498,11 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
     data, training, sched, resources = raw["data"], raw["training"], raw["scheduler"], raw["resources"]
     models = _read_models(reader, raw["space"]["models"], models_known)
     ranges = {p: _read_float_range(reader, raw["space"][p], f"space.{p}") for p in FLOAT_PARAMETERS}
+    weights = _read_weights(reader, training["weights"], models, source)
     unfreeze = INVALID
-    if _valid(models):
-        unfreeze = _read_unfreeze(reader, raw["space"]["unfreeze_depth"], models, max_depth)
+    if _valid(models, weights):
+        scratch = frozenset(m for m in models if (weights if isinstance(weights, str) else weights[m]) == "none")
+        unfreeze = _read_unfreeze(reader, raw["space"]["unfreeze_depth"], models, scratch, max_depth)
     space = None
     if _valid(models, unfreeze, *ranges.values()):
         space = SpaceConfig(models, unfreeze_depth=unfreeze, **ranges)
@@ -462,17 +512,14 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
     if _valid(val, test):
         reader.check(val + test < 1, "data.val_fraction + data.test_fraction", "< 1", round(val + test, 10))
     epochs, warmup = training["epochs"], training["warmup_epochs"]
-    if _valid(epochs, warmup):
+    if _valid(epochs, warmup) and space is not None and space.unfreeze_depth:  # only transfer mode warms up
         reader.check(warmup <= epochs, "training.warmup_epochs", f"<= training.epochs ({epochs})", warmup)
     max_epochs = epochs if sched["max_epochs"] is None else sched["max_epochs"]
     if _valid(epochs, max_epochs):
         reader.check(max_epochs <= epochs, "scheduler.max_epochs", f"<= training.epochs ({epochs})", max_epochs)
-    grace = sched["grace_period"]
-    if _valid(max_epochs, grace):
-        reader.check(grace <= max_epochs, "scheduler.grace_period", f"<= scheduler.max_epochs ({max_epochs})", grace)
+    grace = _read_grace(reader, sched, warmup, max_epochs, space)
     cpus, gpus = resources["cpus_per_trial"], resources["gpus_per_trial"]
     per_model = _read_per_model(reader, resources["per_model"], models, cpus, gpus)
-    weights = _read_weights(reader, training["weights"], models, source)
 
     if reader.errors:
         raise ConfigError(_message(source, reader.errors))
@@ -481,7 +528,7 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
         data=DataConfig(**{**data, "synthetic": SyntheticConfig(**data["synthetic"])}),
         space=space,
         search=SearchConfig(**{**raw["search"], "points_to_evaluate": points}),
-        scheduler=SchedulerConfig(**{**sched, "max_epochs": max_epochs}),
+        scheduler=SchedulerConfig(**{**sched, "max_epochs": max_epochs, "grace_period": grace}),
         training=TrainingConfig(**{**training, "weights": weights}),
         resources=ResourcesConfig(**{**resources, "per_model": per_model}),
         storage=raw["storage"],
@@ -489,6 +536,34 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
         source=source,
         text=text,
     )
+
+
+def _read_grace(reader: _Reader, sched: dict[str, Any], warmup: Any, max_epochs: Any,
+                space: SpaceConfig | None) -> Any:
+    """ASHA's grace period: never a rung before the first fine-tuning epoch has been scored.
+
+    In transfer mode the first `training.warmup_epochs` train the head only, where the unfreeze
+    depth has had no effect yet: a rung there would stop trials for a difference they have not
+    made. Left null it is derived (the first fine-tuning epoch, or 1 when every model trains from
+    scratch); set explicitly inside the warm-up it is refused, naming both keys.
+    """
+    grace = sched["grace_period"]
+    if not _valid(grace, warmup, max_epochs) or space is None:
+        return INVALID
+    first_scored = warmup + 1 if space.unfreeze_depth else 1
+    why = (f"training.warmup_epochs is {warmup}: transfer-mode trials fine-tune from epoch {first_scored}, "
+           "and ASHA must not compare them before that")
+    asha = sched["type"] == "asha"
+    if grace is None:
+        if asha and first_scored > max_epochs:
+            reader.errors.append(f"scheduler.max_epochs ({max_epochs}) leaves no fine-tuning epoch for ASHA "
+                                 f"to compare ({why}); lower training.warmup_epochs or raise the epochs")
+            return INVALID
+        return min(first_scored, max_epochs)
+    if asha:
+        reader.check(grace >= first_scored, "scheduler.grace_period", f">= {first_scored} ({why})", grace)
+    reader.check(grace <= max_epochs, "scheduler.grace_period", f"<= scheduler.max_epochs ({max_epochs})", grace)
+    return grace
 
 
 def _message(source: str, errors: list[str]) -> str:

@@ -123,16 +123,24 @@ def build_model(
     weights: str = "none",
     num_classes: int = NUM_CLASSES,
     seed: int | None = None,
+    augmentation: str = "full",
 ) -> keras.Model:
-    """A classifier for uint8 images of side `image_size`, with the backbone frozen.
+    """A classifier for uint8 images of side `image_size`, in one of two training modes.
 
-    Graph: uint8 input -> float32 -> augmentation (training only) -> the application's
-    preprocessing -> backbone (always in inference mode, so BatchNorm statistics never move)
-    -> global average pooling -> dropout -> float32 softmax (kept float32 under mixed
-    precision). `weights` is "imagenet", "none" or the path to a weights file of the
-    backbone without its top (`include_top=False`). For inference call it with
-    `training=False` (`predict` and `evaluate` do): in a bare `model(x)` Keras's random
-    augmentation layers default to training mode.
+    Graph: uint8 input -> float32 -> augmentation (training only; `augmentation` is "full",
+    "flips" or "none") -> the application's preprocessing -> backbone -> global average pooling
+    -> dropout -> float32 softmax (kept float32 under mixed precision).
+
+    `weights` is "imagenet", "none" or the path to a weights file of the backbone without its
+    top (`include_top=False`), and decides the mode:
+    - "none", **from scratch**: the whole backbone is trainable and follows the call's training
+      flag, so BatchNorm normalises with batch statistics in training and its moving statistics
+      move. Random weights held fixed would be a random projection that nothing can fix.
+    - otherwise, **transfer**: the backbone is frozen and always runs in inference mode, so its
+      BatchNorm statistics (from the pretrained weights) never move; `unfreeze` opens its top.
+
+    For inference call it with `training=False` (`predict` and `evaluate` do): in a bare
+    `model(x)` Keras's random augmentation layers default to training mode.
     """
     import keras
 
@@ -150,15 +158,17 @@ def build_model(
     )
     # Renamed after construction: ConvNeXt prefixes its layer names with the `name` argument.
     net.name = BACKBONE_LAYER
-    if weights_file is not None:
+    from_scratch = weights_file is None
+    if not from_scratch:
         _load_weights(net, spec, weights_file)
-    net.trainable = False
+    net.trainable = from_scratch
 
     inputs = keras.Input(shape=(image_size, image_size, 3), dtype="uint8", name="image")
     x = keras.ops.cast(inputs, "float32")
-    x = build_augmentation(seed)(x)
+    if augmentation != "none":
+        x = build_augmentation(seed, augmentation)(x)
     x = ApplicationPreprocessing(spec.preprocessing, name="preprocessing", dtype="float32")(x)
-    x = net(x, training=False)
+    x = net(x) if from_scratch else net(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     head = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")

@@ -6,7 +6,8 @@ tables of what has finished. Its state travels with Tune's experiment checkpoint
 sweep keeps the rows recorded before the interruption.
 
 A trial whose loss diverged reports one last result carrying `diverged` (its message) instead
-of a score: it is recorded as DIVERGED, with no metrics in `trials.parquet`. When the tables
+of a score. Before any scored epoch it is recorded as DIVERGED, with no metrics in
+`trials.parquet`; after one it keeps its best epoch (score and checkpoint), marked `diverged`. When the tables
 cannot be written (disk full, storage unwritable) the previous tables stay as they were and the
 sweep stops at the end of Tune's step with that one error: it can be resumed once the storage
 is writable again, and nothing recorded so far is lost.
@@ -40,7 +41,7 @@ from hamtune.trainable import DIVERGED_KEY
 
 logger = logging.getLogger(__name__)
 
-_EPOCH_KEYS = ("epoch", "phase", "train_loss", *METRIC_COLUMNS, "val_confusion_matrix", "train_seconds")
+_EPOCH_KEYS = ("epoch", "phase", "mode", "train_loss", *METRIC_COLUMNS, "val_confusion_matrix", "train_seconds")
 
 
 def error_summary(text: str | None) -> str:
@@ -55,10 +56,12 @@ def error_summary(text: str | None) -> str:
 class ResultRecorder(Callback):
     """Collects per-epoch results and writes `trials.parquet` / `epochs.parquet` in `experiment`."""
 
-    def __init__(self, experiment: str, metadata: Mapping[str, Any], resources: Mapping[str, tuple[float, float]]):
+    def __init__(self, experiment: str, metadata: Mapping[str, Any], resources: Mapping[str, tuple[float, float]],
+                 modes: Mapping[str, str]):
         self.experiment = experiment
         self.metadata = dict(metadata)
         self.resources = dict(resources)
+        self.modes = dict(modes)
         self._epochs: dict[str, dict[int, dict[str, Any]]] = {}
         self._trials: dict[str, dict[str, Any]] = {}
         self._unwritten: ExperimentError | None = None
@@ -105,7 +108,10 @@ class ResultRecorder(Callback):
 
     # --- tables -----------------------------------------------------------------------------
     def _remember(self, trial: Any, status: str, error: str | None = None) -> None:
-        checkpoint = trial.checkpoint
+        # The best epoch's checkpoint: Ray keeps it by score next to the latest (see the Tuner's
+        # CheckpointConfig); before any is registered there is none.
+        best = trial.run_metadata.checkpoint_manager.best_checkpoint_results
+        checkpoint = best[-1].checkpoint if best else None
         self._trials[trial.trial_id] = {
             "status": status,
             "error": error,
@@ -139,15 +145,20 @@ class ResultRecorder(Callback):
         rows = {}
         for trial_id, record in self._trials.items():
             epochs = self._epochs.get(trial_id, {})
-            # A diverged trial's configuration has no score, however well its early epochs did.
-            best = {} if record["status"] == "DIVERGED" else max(epochs.values(), key=_score, default={})
-            cpus, gpus = self.resources.get(record["params"]["model"], (None, None))
+            best = max(epochs.values(), key=_score, default={})
+            diverged = record["status"] == "DIVERGED"
+            # A trial that diverged after a scored epoch keeps it; one that diverged before stays unranked.
+            status = "TERMINATED" if diverged and _score(best) > -math.inf else record["status"]
+            model = record["params"]["model"]
+            cpus, gpus = self.resources.get(model, (None, None))
             last = epochs[max(epochs)] if epochs else {}
             rows[trial_id] = {
                 **{key: best.get(key) for key in METRIC_COLUMNS},
                 **record["params"],
                 "trial_id": trial_id,
-                "status": record["status"],
+                "status": status,
+                "mode": self.modes.get(model),
+                "diverged": diverged,
                 "epochs_completed": max(epochs, default=0),
                 "best_epoch": best.get("epoch"),
                 "confusion_matrix": best.get("confusion_matrix"),

@@ -22,7 +22,7 @@ from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
 from hamtune.errors import ConfigError, ExperimentError, ModelError
 from hamtune.experiment import Experiment, experiment_for
 from hamtune.models import check_weights_file
-from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate
+from hamtune.space import describe_space
 from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, SEARCH_METRIC, TrialDiverged, run_trial, trial_seed
 
 logger = logging.getLogger(__name__)
@@ -75,14 +75,17 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
 
 
 def diverged_report(error: TrialDiverged) -> dict[str, Any]:
-    """The last report of a diverged trial: no score for the tables, the worst one for the search.
+    """The last report of a diverged trial: its best score so far for the search, if it had one.
 
-    The objective is NaN, so the result tables record the trial as DIVERGED and unranked. The
-    search metric is 0, the lowest macro F1: TPE then learns that this region of the space
-    (typically too high a learning rate) is useless. A NaN would make Optuna fail the trial,
-    and TPE ignores failed trials, so it would keep suggesting similar configurations.
+    The objective of this report is NaN (no epoch was scored), so it never becomes the trial's
+    best epoch. A trial that diverged after scored epochs keeps its best one, for the tables
+    and the search alike. One that diverged before any tells the search macro F1 0, the lowest:
+    TPE then learns that this region of the space (typically too high a learning rate) is
+    useless. A NaN would make Optuna fail the trial, and TPE ignores failed trials, so it would
+    keep suggesting similar configurations.
     """
-    return {OBJECTIVE: math.nan, SEARCH_METRIC: 0.0, DIVERGED_KEY: str(error)}
+    best = 0.0 if error.best_score is None else error.best_score
+    return {OBJECTIVE: math.nan, SEARCH_METRIC: best, DIVERGED_KEY: str(error)}
 
 
 def ignore_exit_at_teardown(unraisable: Any) -> None:
@@ -115,21 +118,12 @@ def _trainable(sweep: SweepConfig, data: PreparedData) -> Any:
     return tune.with_resources(trainable, partial(trial_resources, sweep=sweep))
 
 
-def make_searcher(sweep: SweepConfig) -> Any:
-    """Ray's OptunaSearch over the sweep's define-by-run space, with the seeded sampler."""
-    from ray.tune.search.optuna import OptunaSearch
-
-    return OptunaSearch(
-        space=partial(define_space, space=sweep.space), metric=SEARCH_METRIC, mode="max",
-        sampler=make_sampler(sweep.search.seed), points_to_evaluate=points_to_evaluate(sweep) or None,
-    )
-
-
 def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metadata: dict[str, Any]) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from hamtune.recorder import ResultRecorder
+    from hamtune.searcher import make_searcher
 
     searcher = make_searcher(sweep)
     if sweep.scheduler.type == "asha":
@@ -143,7 +137,8 @@ def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metad
         name: (sweep.resources.for_model(name).cpus, sweep.resources.for_model(name).gpus)
         for name in sweep.space.models
     }
-    recorder = ResultRecorder(experiment.uri, metadata, resources)
+    modes = {name: sweep.training.mode_for(name) for name in sweep.space.models}
+    recorder = ResultRecorder(experiment.uri, metadata, resources, modes)
     return tune.Tuner(
         _trainable(sweep, data),
         tune_config=tune.TuneConfig(
@@ -154,7 +149,10 @@ def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metad
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=experiment.storage,
             failure_config=tune.FailureConfig(max_failures=sweep.failures.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # The best epoch's checkpoint (what the tables name and `export` reads) and the latest
+            # (what a retry or resume continues from: Ray always keeps it).
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=OBJECTIVE, checkpoint_score_order="max"),
             callbacks=[recorder], verbose=1,
         ),
     )
@@ -253,7 +251,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
             f"Ray Tune could not write the state of {experiment.uri}: {error}; once the storage is "
             "writable again, continue with `hamtune sweep --resume`"
         ) from error
-    check_outcome(results, experiment)
+    check_outcome(experiment)
     return results
 
 
@@ -272,18 +270,20 @@ def check_weights(sweep: SweepConfig) -> None:
             raise ConfigError(f"{sweep.source}: {key}: {error}{hint}") from error
 
 
-def check_outcome(results: Any, experiment: Experiment) -> None:
-    """Raise when no trial produced a score (each errored after its retries, or diverged).
+def check_outcome(experiment: Experiment) -> None:
+    """Raise when no trial produced a score (each errored after its retries, or diverged unscored).
 
     A sweep that ran but learned nothing must not exit as a success; one failed trial among
-    others is normal and recorded in the tables.
+    others is normal and recorded in the tables, which decide what counts as ranked.
     """
-    from hamtune.recorder import error_summary
+    from hamtune.tables import TRIALS_FILE, is_ranked, read_table
 
-    failed = [result for result in results if result.error is not None or (result.metrics or {}).get(DIVERGED_KEY)]
-    if failed and len(failed) == len(results):
-        first = (failed[0].metrics or {}).get(DIVERGED_KEY) or error_summary(str(failed[0].error))
+    trials, _ = read_table(f"{experiment.uri}/{TRIALS_FILE}")
+    rows = trials.to_dict("records")
+    if rows and not any(is_ranked(row) for row in rows):
+        first = rows[0]["error"] or f"status {rows[0]['status']}"
         raise ExperimentError(
-            f"all {len(failed)} trials failed, so the sweep has no result; the first: {first} "
+            f"all {len(rows)} trials failed, so the sweep has no result; the first: {first} "
             f"(every trial's error is in {experiment.uri}/trials.parquet)"
         )
+

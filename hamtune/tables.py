@@ -24,7 +24,7 @@ from hamtune.errors import ExperimentError
 from hamtune.faults import inject
 from hamtune.metrics import SCALAR_METRICS
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 #: `status` of trials without a usable score: errored after their retries, or diverged (NaN loss).
@@ -45,6 +45,7 @@ _PARAMS = [pa.field(name, kind) for name, kind in HYPERPARAMETERS.items()]
 TRIALS_SCHEMA = pa.schema([
     pa.field("trial_id", pa.string()),
     pa.field("status", pa.string()),
+    pa.field("mode", pa.string()),  # "scratch" or "transfer" (hamtune.config.SCRATCH / TRANSFER)
     *_PARAMS,
     pa.field("epochs_completed", pa.int64()),
     pa.field("best_epoch", pa.int64()),
@@ -54,15 +55,17 @@ TRIALS_SCHEMA = pa.schema([
     pa.field("cpus", pa.float64()),
     pa.field("gpus", pa.float64()),
     pa.field("node", pa.string()),
-    pa.field("checkpoint", pa.string()),
+    pa.field("checkpoint", pa.string()),  # the best epoch's checkpoint
+    pa.field("diverged", pa.bool_()),  # its loss became NaN: unranked if before any scored epoch
     pa.field("error", pa.string()),
 ])
 
 EPOCHS_SCHEMA = pa.schema([
     pa.field("trial_id", pa.string()),
+    pa.field("mode", pa.string()),
     *_PARAMS,
     pa.field("epoch", pa.int64()),
-    pa.field("phase", pa.int64()),
+    pa.field("phase", pa.int64()),  # 0 from scratch, 1 head only, 2 fine-tuning (hamtune.trainable)
     pa.field("train_loss", pa.float64()),
     *_METRICS,
     _CONFUSION,

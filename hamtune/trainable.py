@@ -1,4 +1,5 @@
-"""One trial: two-phase transfer learning with per-epoch validation metrics and checkpoints.
+"""One trial: training from scratch or two-phase transfer learning, with per-epoch validation
+metrics and checkpoints.
 
 `run_trial` is the single code path for a trial: Ray Tune calls it through `tune_trainable`
 (reporting with `ray.tune.report`), and `hamtune train` calls it in-process with a console
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hamtune.config import TrainingConfig
+from hamtune.config import SCRATCH, TrainingConfig
 from hamtune.data.prepared import PreparedData
 from hamtune.device import configure_tensorflow
 from hamtune.errors import HamtuneError
@@ -40,13 +41,27 @@ OBJECTIVE = "val_macro_f1"
 SEARCH_METRIC = "best_val_macro_f1"
 #: The result key under which a diverged trial reports why it stopped, with a NaN objective.
 DIVERGED_KEY = "diverged"
+#: Set on the report of a trial's last epoch when the trial itself ended (all epochs, or patience):
+#: a trial whose last report lacks it was stopped by the scheduler (see `hamtune.search_alg`).
+FINISHED_KEY = "trial_finished"
+#: Training phases, per epoch: from scratch the whole network trains from the first epoch; in
+#: transfer mode the head trains alone first, then the top `unfreeze_depth` blocks join it.
+PHASE_SCRATCH, PHASE_HEAD, PHASE_FINE_TUNE = 0, 1, 2
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.npz"
 OPTIMIZER_FILE = "optimizer.npz"
 
 
 class TrialDiverged(HamtuneError):
-    """The training loss became NaN or infinite: the trial is stopped, never scored."""
+    """The training loss became NaN or infinite: the trial stops.
+
+    `best_score` is the best validation score of the epochs scored before, if any: a late
+    divergence keeps its best epoch (and that epoch's checkpoint), an early one has no score.
+    """
+
+    def __init__(self, message: str, best_score: float | None = None) -> None:
+        super().__init__(message)
+        self.best_score = best_score
 
 
 class Reporter(Protocol):
@@ -95,23 +110,26 @@ def compile_model(model: Any, learning_rate: float) -> None:
     )
 
 
-def _trained_variables(model: Any) -> dict[str, Any]:
+def _trained_variables(model: Any, phase: int) -> dict[str, Any]:
     """The model's variables that training can have changed, keyed by position in `variables`.
 
-    Frozen backbone variables (BatchNorm statistics included: the backbone always runs in
-    inference mode) keep the values `build_model` gave them, and a retried trial rebuilds them
-    exactly (same seed, same weights file). Leaving them out of checkpoints cuts a ConvNeXt-Small
-    checkpoint from ~275 MB to the head, the unfrozen blocks and the optimizer state.
+    From scratch that is every variable: BatchNorm's moving mean and variance are non-trainable
+    but move with every training batch. In transfer mode the frozen backbone variables (BatchNorm
+    statistics included: that backbone always runs in inference mode) keep the values
+    `build_model` gave them, and a retried trial rebuilds them exactly (same seed, same weights
+    file). Leaving them out cuts a ConvNeXt-Small checkpoint from ~275 MB to the head, the
+    unfrozen blocks and the optimizer state.
     """
     from hamtune.models import BACKBONE_LAYER
 
-    frozen = {id(v) for v in model.get_layer(BACKBONE_LAYER).non_trainable_variables}
+    frozen = set() if phase == PHASE_SCRATCH else {
+        id(v) for v in model.get_layer(BACKBONE_LAYER).non_trainable_variables}
     return {f"v{i}": v for i, v in enumerate(model.variables) if id(v) not in frozen}
 
 
 def _save_checkpoint(directory: Path, model: Any, state: TrialState, phase: int) -> None:
     np.savez(directory / WEIGHTS_FILE, count=len(model.variables),
-             **{key: v.numpy() for key, v in _trained_variables(model).items()})
+             **{key: v.numpy() for key, v in _trained_variables(model, phase).items()})
     np.savez(directory / OPTIMIZER_FILE, *[v.numpy() for v in model.optimizer.variables])
     payload = {
         "epoch": state.epoch, "phase": phase, "best_epoch": state.best_epoch, "best": state.best,
@@ -171,9 +189,12 @@ def trial_seed(seed: int, params: dict[str, Any]) -> int:
     return seed + zlib.crc32(key.encode()) % 10_000
 
 
-def phase_of(epoch: int, warmup_epochs: int, unfreeze_depth: int) -> int:
-    """Phase of a 1-based epoch: 1 = head only (warm-up), 2 = fine-tuning the top blocks."""
-    return 2 if unfreeze_depth > 0 and epoch > warmup_epochs else 1
+def phase_of(epoch: int, warmup_epochs: int, unfreeze_depth: int, from_scratch: bool = False) -> int:
+    """Phase of a 1-based epoch: 0 = from scratch (the whole network), 1 = head only (transfer
+    warm-up), 2 = fine-tuning the top `unfreeze_depth` blocks."""
+    if from_scratch:
+        return PHASE_SCRATCH
+    return PHASE_FINE_TUNE if unfreeze_depth > 0 and epoch > warmup_epochs else PHASE_HEAD
 
 
 @dataclass(frozen=True)
@@ -190,7 +211,7 @@ def build_trial_model(
     params: dict[str, Any], training: TrainingConfig, data: PreparedData, cpus: float, use_gpu: bool | None,
     seed: int,
 ) -> tuple[Any, np.ndarray]:
-    """Configure TensorFlow, seed, attach the image cache and build the model (backbone frozen).
+    """Configure TensorFlow, seed, attach the image cache and build the model in its mode.
 
     Shared by trials and refits, so a refit trains exactly the model a trial trained.
     Returns the model and the cached images (rows in `data.index.table` order).
@@ -206,6 +227,7 @@ def build_trial_model(
     model = build_model(
         params["model"], data.image_size, float(params["dropout"]),
         weights=training.weights_for(params["model"]), seed=seed,
+        augmentation=training.augmentation_for(params["model"]),
     )
     return model, cache.images
 
@@ -244,9 +266,11 @@ def train_epochs(
     """Train epochs `start + 1` to `stop` (default `training.epochs`), yielding after each one.
 
     The training half of a trial, without validation: class-weighted batches reshuffled per
-    epoch, the head-only warm-up, then the top blocks unfrozen with a fresh optimizer at the
-    scaled learning rate. `resume` = (checkpoint directory, phase it was written in) restores
-    weights and, within the same phase, the optimizer. Raises TrialDiverged on a non-finite loss.
+    epoch. From scratch the whole network trains at the learning rate from the first epoch; in
+    transfer mode the head-only warm-up comes first, then the top blocks unfrozen with a fresh
+    optimizer at the scaled learning rate. `resume` = (checkpoint directory, phase it was
+    written in) restores weights and, within the same phase, the optimizer. Raises
+    TrialDiverged on a non-finite loss.
     """
     from hamtune.data.pipeline import make_dataset
     from hamtune.data.weights import class_weights, sample_weights
@@ -254,12 +278,15 @@ def train_epochs(
 
     model_name = params["model"]
     depth = int(params["unfreeze_depth"])
+    from_scratch = training.mode_for(model_name) == SCRATCH
     weights = sample_weights(labels, class_weights(labels, float(params["class_weight_power"])))
-    phase = 0
+    phase = None
     for epoch in range(start + 1, (training.epochs if stop is None else stop) + 1):
-        if phase_of(epoch, training.warmup_epochs, depth) != phase:
-            phase = phase_of(epoch, training.warmup_epochs, depth)
-            if phase == 1:
+        if phase_of(epoch, training.warmup_epochs, depth, from_scratch) != phase:
+            phase = phase_of(epoch, training.warmup_epochs, depth, from_scratch)
+            if phase == PHASE_SCRATCH:
+                compile_model(model, float(params["learning_rate"]))
+            elif phase == PHASE_HEAD:
                 freeze_backbone(model)
                 compile_model(model, float(params["learning_rate"]))
             else:
@@ -312,27 +339,32 @@ def run_trial(
 
     state, saved_phase = _load_state(checkpoint_dir) if checkpoint_dir else (TrialState(), 0)
     resume = (checkpoint_dir, saved_phase) if checkpoint_dir else None
-    for result in train_epochs(
-        model, params, training, images, train_pos, y_train, seed, start=state.epoch, resume=resume
-    ):
-        state.train_seconds += result.seconds
-        proba = predict(val_ds)
-        metrics = {f"val_{key}": value for key, value in compute_metrics(y_val, proba).items()}
-        state.record(result.epoch, metrics)
-        row = {
-            **metrics, "epoch": result.epoch, "phase": result.phase, "train_loss": result.train_loss,
-            "best_epoch": state.best_epoch, SEARCH_METRIC: state.best_score,
-            "train_seconds": state.train_seconds,
-        }
-        if reporter.wants_checkpoints:
-            with tempfile.TemporaryDirectory(prefix="hamtune-ckpt-") as tmp:
-                inject("checkpoint", epoch=result.epoch, **params)
-                _save_checkpoint(Path(tmp), model, state, result.phase)
-                reporter.report(row, Path(tmp))
-        else:
-            reporter.report(row, None)
-        if state.epochs_without_improvement >= training.patience:
-            logger.info("early stop at epoch %d: no better val_macro_f1 for %d epochs",
-                        result.epoch, training.patience)
-            break
+    mode = training.mode_for(params["model"])
+    epochs = train_epochs(model, params, training, images, train_pos, y_train, seed, start=state.epoch, resume=resume)
+    try:
+        for result in epochs:
+            state.train_seconds += result.seconds
+            proba = predict(val_ds)
+            metrics = {f"val_{key}": value for key, value in compute_metrics(y_val, proba).items()}
+            state.record(result.epoch, metrics)
+            patience_out = state.epochs_without_improvement >= training.patience
+            row = {
+                **metrics, "epoch": result.epoch, "phase": result.phase, "mode": mode,
+                "train_loss": result.train_loss, "best_epoch": state.best_epoch, SEARCH_METRIC: state.best_score,
+                "train_seconds": state.train_seconds,
+                FINISHED_KEY: patience_out or result.epoch == training.epochs,
+            }
+            if reporter.wants_checkpoints:
+                with tempfile.TemporaryDirectory(prefix="hamtune-ckpt-") as tmp:
+                    inject("checkpoint", epoch=result.epoch, **params)
+                    _save_checkpoint(Path(tmp), model, state, result.phase)
+                    reporter.report(row, Path(tmp))
+            else:
+                reporter.report(row, None)
+            if patience_out:
+                logger.info("early stop at epoch %d: no better val_macro_f1 for %d epochs",
+                            result.epoch, training.patience)
+                break
+    except TrialDiverged as error:
+        raise TrialDiverged(str(error), state.best_score if state.best_epoch else None) from None
     return state

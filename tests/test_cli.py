@@ -47,7 +47,8 @@ def test_check_reports_problems_with_file_and_row(capsys: pytest.CaptureFixture,
     (["data", "split", "/no/such.csv", "--out", "x.csv"], "no/such.csv"),
     (["sweep", "/no/such/sweep.yaml"], "no/such/sweep.yaml"),
     (["train", "--model", "resnet50", "--weights", "none"], "resnet50"),
-    (["train", "--model", "densenet121", "--unfreeze-depth", "99", "--weights", "none"], "58"),
+    (["train", "--model", "densenet121", "--unfreeze-depth", "99", "--weights", "imagenet"], "58"),
+        (["train", "--unfreeze-depth", "3", "--weights", "none"], "does not apply with --weights none"),
     (["train", "--learning-rate", "-1", "--weights", "none"], "learning"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:

@@ -51,12 +51,13 @@ def _load(tmp_path: Path, settings: Any) -> SweepConfig:
 def test_every_shipped_sweep_loads_and_round_trips(path: Path) -> None:
     config = load_sweep(path)
     assert config.source == str(path) and config.text == path.read_text(encoding="utf-8")
-    assert set(config.space.unfreeze_depth) == set(config.space.models)
+    transfer = {m for m in config.space.models if config.training.mode_for(m) == "transfer"}
+    assert set(config.space.unfreeze_depth) == transfer
     assert parse_sweep(json.loads(json.dumps(to_dict(config))), source=config.source, text=config.text) == config
 
 
 def test_shipped_sweeps_are_the_expected_set() -> None:
-    assert [p.name for p in SWEEPS] == ["ham10000-workstation.yaml", "ham10000.yaml", "smoke.yaml"]
+    assert [p.name for p in SWEEPS] == ["dev.yaml", "ham10000-workstation.yaml", "ham10000.yaml", "smoke.yaml"]
 
 
 def test_smoke_sweep_is_small_synthetic_and_cpu_only() -> None:
@@ -142,7 +143,7 @@ BAD_VALUES = [
     ("space.unfreeze_depth.densenet121", {"low": 0},
      r"space\.unfreeze_depth\.densenet121\.high is missing; it must be an int in \[0, inf\)"),
     ("space.unfreeze_depth", {"convnext_small": {"low": 0, "high": 2}},
-     r"space\.unfreeze_depth\.densenet121 is missing; every model in space\.models needs a \{low, high\} range"),
+     r"space\.unfreeze_depth\.densenet121 is missing; every transfer-mode model in space\.models needs a \{low, high\} range"),
     ("space.unfreeze_depth", [0, 3], r"space\.unfreeze_depth must be a mapping of each model in space\.models to \{low, high\}, got \[0, 3\]"),
     ("search.trials", 0, r"search\.trials must be an int in \[1, inf\), got 0"),
     ("search.max_concurrent", 0, r"search\.max_concurrent must be an int in \[1, inf\), got 0"),
@@ -159,7 +160,7 @@ BAD_VALUES = [
      r"search\.points_to_evaluate\[0\]\.dropout is missing; it must be a float in \[0\.0, 0\.5\]"),
     ("scheduler", "asha", r"scheduler must be a mapping or 'none', got 'asha'"),
     ("scheduler.type", "hyperband", r"scheduler\.type must be one of asha, none, got 'hyperband'"),
-    ("scheduler.grace_period", 0, r"scheduler\.grace_period must be an int in \[1, inf\), got 0"),
+    ("scheduler.grace_period", 0, r"scheduler\.grace_period must be null or an int in \[1, inf\), got 0"),
     ("scheduler.grace_period", 21, r"scheduler\.grace_period must be <= scheduler\.max_epochs \(20\), got 21"),
     ("scheduler.max_epochs", 30, r"scheduler\.max_epochs must be <= training\.epochs \(20\), got 30"),
     ("scheduler.reduction_factor", 1, r"scheduler\.reduction_factor must be a float in \(1, inf\), got 1"),
@@ -224,11 +225,11 @@ def test_cross_field_rules(settings: dict[str, Any], message: str) -> None:
         ("space", {"space": {}}, "class_weight_power, dropout, learning_rate, models, unfreeze_depth"),
         ("space.learning_rate", {"space": {"learning_rate": {}}}, "high, log, low"),
         ("space.unfreeze_depth.densenet121", {"space": {"models": ["densenet121"], "unfreeze_depth": {"densenet121": {"high": 3}}}}, "high, low"),
-        ("search", {"search": {}}, "max_concurrent, points_to_evaluate, seed, trials"),
+        ("search", {"search": {}}, "max_concurrent, points_to_evaluate, sampler, seed, trials"),
         ("search.points_to_evaluate[0]", {"search": {"points_to_evaluate": [dict(POINT)]}},
          "class_weight_power, dropout, learning_rate, model, unfreeze_depth"),
         ("scheduler", {"scheduler": {}}, "grace_period, max_epochs, reduction_factor, type"),
-        ("training", {"training": {}}, "batch_size, epochs, fine_tune_lr_scale, mixed_precision, patience, warmup_epochs, weights"),
+        ("training", {"training": {}}, "augmentation, batch_size, epochs, fine_tune_lr_scale, mixed_precision, patience, warmup_epochs, weights"),
         ("resources", {"resources": {}}, "cpus_per_trial, gpus_per_trial, per_model"),
         ("resources.per_model.densenet121", {"resources": {"per_model": {"densenet121": {}}}}, "cpus, gpus"),
         ("failures", {"failures": {}}, "max_retries"),
@@ -407,3 +408,62 @@ def test_bad_override_values_are_validated_like_the_file() -> None:
 def test_unknown_override() -> None:
     with pytest.raises(ConfigError, match=r"unknown override 'epochs' \(allowed: data_dir, name, storage, trials\)"):
         with_overrides(parse_sweep({"name": "x"}), epochs=3)
+
+
+# --- training modes: from scratch (weights none) and transfer -------------------------------
+
+
+def test_weights_none_means_from_scratch_with_no_depth_to_search() -> None:
+    config = parse_sweep({"name": "s", "training": {"weights": "none", "epochs": 2}})
+    assert {m: config.training.mode_for(m) for m in BACKBONES} == {m: "scratch" for m in BACKBONES}
+    assert config.space.unfreeze_depth == {}
+    assert config.scheduler.grace_period == 1  # no warm-up: ASHA may compare from the first epoch
+    assert {m: config.training.augmentation_for(m) for m in BACKBONES} == {m: "flips" for m in BACKBONES}
+
+
+def test_modes_are_per_model_when_weights_are() -> None:
+    config = parse_sweep({"name": "s", "training": {"weights": {"convnext_small": "imagenet", "densenet121": "none"}}})
+    assert config.training.mode_for("convnext_small") == "transfer"
+    assert config.training.mode_for("densenet121") == "scratch"
+    assert set(config.space.unfreeze_depth) == {"convnext_small"}
+    assert config.training.augmentation_for("convnext_small") == "full"
+
+
+def test_an_unfreeze_range_for_a_from_scratch_model_is_refused() -> None:
+    settings = {"name": "s", "training": {"weights": "none"},
+                "space": {"models": ["densenet121"], "unfreeze_depth": {"densenet121": {"low": 0, "high": 3}}}}
+    with pytest.raises(ConfigError, match=r"space\.unfreeze_depth\.densenet121 does not apply: training\.weights is "
+                                          r"'none' for densenet121, so it trains from scratch"):
+        parse_sweep(settings)
+
+
+def test_a_from_scratch_point_takes_no_unfreeze_depth() -> None:
+    base = {"name": "s", "training": {"weights": "none"}, "space": {"models": ["densenet121"]}}
+    point = {k: v for k, v in POINT.items() if k != "unfreeze_depth"}
+    assert parse_sweep({**base, "search": {"points_to_evaluate": [point]}}).search.points_to_evaluate[0].unfreeze_depth is None
+    with pytest.raises(ConfigError, match=r"search\.points_to_evaluate\[0\]\.unfreeze_depth does not apply"):
+        parse_sweep({**base, "search": {"points_to_evaluate": [POINT]}})
+
+
+@pytest.mark.parametrize(("settings", "grace"), [
+    ({"training": {"warmup_epochs": 3}}, 4),  # transfer: the first fine-tuning epoch
+    ({"training": {"warmup_epochs": 0}}, 1),
+    ({"training": {"warmup_epochs": 3}, "scheduler": {"grace_period": 5}}, 5),
+    ({"training": {"warmup_epochs": 3}, "scheduler": "none"}, 4),
+])
+def test_the_grace_period_is_derived_from_the_warm_up(settings: dict[str, Any], grace: int) -> None:
+    assert parse_sweep({"name": "g", **settings}).scheduler.grace_period == grace
+
+
+def test_a_rung_inside_the_head_only_warm_up_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError, match=r"scheduler\.grace_period must be >= 4 \(training\.warmup_epochs is 3: "
+                                          r"transfer-mode trials fine-tune from epoch 4.*got 2"):
+        parse_sweep({"name": "g", "training": {"warmup_epochs": 3}, "scheduler": {"grace_period": 2}})
+    with pytest.raises(ConfigError, match=r"scheduler\.max_epochs \(3\) leaves no fine-tuning epoch for ASHA"):
+        parse_sweep({"name": "g", "training": {"warmup_epochs": 3, "epochs": 3}})
+
+
+def test_augmentation_is_validated() -> None:
+    assert parse_sweep({"name": "a", "training": {"augmentation": "none"}}).training.augmentation_for("densenet121") == "none"
+    with pytest.raises(ConfigError, match=r"training\.augmentation must be one of auto, none, flips, full, got 'strong'"):
+        parse_sweep({"name": "a", "training": {"augmentation": "strong"}})

@@ -144,15 +144,16 @@ def test_optuna_is_told_each_trials_best_epoch_not_its_last(sweep: SweepConfig) 
     """Ray's OptunaSearch tells Optuna the metric of a trial's last report. The searcher's metric
     is the trial's best epoch so far, so TPE learns the value the result tables rank trials by,
     also for a trial whose last epoch (stopped by ASHA or patience) was worse."""
-    from hamtune.sweep import make_searcher
-    from hamtune.trainable import OBJECTIVE, SEARCH_METRIC, TrialState
+    from hamtune.searcher import make_searcher
+    from hamtune.trainable import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC, TrialState
 
     searcher = make_searcher(sweep)
     searcher.suggest("t1")
     state = TrialState()
     for epoch, score in enumerate([0.2, 0.5, 0.3], start=1):
         state.record(epoch, {OBJECTIVE: score})
-        report = {OBJECTIVE: score, SEARCH_METRIC: state.best_score, "training_iteration": epoch}
+        report = {OBJECTIVE: score, SEARCH_METRIC: state.best_score, "training_iteration": epoch, "epoch": epoch,
+                  FINISHED_KEY: epoch == 3}  # patience ran out at epoch 3: the trial ended itself
         searcher.on_trial_result("t1", report)
     searcher.on_trial_complete("t1", result=report)
     # Ray keeps its Optuna study private; the sweep's points_to_evaluate are queued in it too.
@@ -166,7 +167,8 @@ def test_a_diverged_trial_teaches_optuna_the_worst_score(sweep: SweepConfig) -> 
     that TPE would ignore; the tables still see no score (a NaN objective)."""
     import math
 
-    from hamtune.sweep import diverged_report, make_searcher
+    from hamtune.searcher import make_searcher
+    from hamtune.sweep import diverged_report
     from hamtune.trainable import OBJECTIVE, TrialDiverged
 
     searcher = make_searcher(sweep)
@@ -193,3 +195,48 @@ def test_describe_space(sweep: SweepConfig) -> None:
         "dropout             uniform [0.1, 0.4]",
         "class_weight_power  uniform [0.25, 1]",
     ]
+
+
+def _report(epoch: int, best: float, finished: bool = False) -> dict:
+    from hamtune.trainable import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC
+
+    return {OBJECTIVE: best, SEARCH_METRIC: best, "training_iteration": epoch, "epoch": epoch, FINISHED_KEY: finished}
+
+
+@pytest.mark.parametrize(("result", "pruned"), [
+    (_report(2, 0.3), True),  # stopped at a rung: 2 of 20 epochs, not finished by itself
+    (_report(2, 0.3, finished=True), False),  # its patience ran out
+    (_report(20, 0.3), False),  # reached max_epochs: ASHA stops every trial there
+    ({"diverged": "loss became nan", "best_val_macro_f1": 0.0}, False),
+    (None, False),
+])
+def test_is_pruned_tells_a_scheduler_stop_from_a_trial_that_ended_itself(result: dict | None, pruned: bool) -> None:
+    from hamtune.searcher import is_pruned
+
+    assert is_pruned(result, max_epochs=20) is pruned
+
+
+def test_a_trial_stopped_by_the_scheduler_reaches_optuna_as_pruned_with_its_epochs(sweep: SweepConfig) -> None:
+    """Tune gives the searcher every report but the one that made ASHA stop the trial; the
+    searcher adds that one and tells Optuna PRUNED, so TPE never takes a 2-epoch score for a
+    finished 20-epoch run."""
+    from hamtune.searcher import make_searcher
+
+    searcher = make_searcher(sweep)
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", _report(1, 0.2))
+    searcher.on_trial_complete("t1", result=_report(2, 0.25))  # the stopping report: not seen before
+    trial = searcher._ot_study.trials[searcher._ot_trials["t1"].number]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.intermediate_values == {1: 0.2, 2: 0.25}
+    assert trial.value == 0.25  # Optuna gives a pruned trial its last intermediate value
+
+
+def test_a_from_scratch_model_has_no_depth_to_search() -> None:
+    """From scratch every block trains: the trial gets the full block count, Optuna no depth parameter."""
+    scratch = parse_sweep({"name": "s", "space": {"models": ["densenet121"]}, "training": {"weights": "none"}})
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(0))
+    trial = study.ask()
+    assert define_space(trial, scratch.space) == {"unfreeze_depth": 58}
+    assert set(trial.params) == {"model", "learning_rate", "dropout", "class_weight_power"}
+    assert any("not searched (from scratch: all 58 blocks train)" in line for line in describe_space(scratch.space))
