@@ -179,6 +179,13 @@ def _refit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from hamtune.export import export, summary
+
+    print(summary(export(args.experiment, args.out, rank=args.rank, trial_id=args.trial)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hamtune", description=hamtune.__doc__)
     parser.add_argument("--version", action="version", version=f"hamtune {__version__}")
@@ -271,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--address", default=None,
                        help="run as a Ray task with the trial's resources: auto, host:port, or local")
     refit.set_defaults(run=_refit)
+
+    exporting = commands.add_parser("export", help="write a trial's best-epoch model (.keras, SavedModel, model.json)")
+    exporting.add_argument("experiment", metavar="EXPERIMENT", help="experiment directory or URI")
+    choice = exporting.add_mutually_exclusive_group()
+    choice.add_argument("--rank", type=int, default=None, help="export the trial at this rank by val_macro_f1 (default: 1)")
+    choice.add_argument("--trial", default=None, metavar="ID", help="export this trial id (or trial_<id>) instead")
+    exporting.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty)")
+    exporting.set_defaults(run=_export)
     return parser
 
 

@@ -177,6 +177,11 @@ def _restore(directory: Path, model: Any, optimizer: bool) -> None:
         variable.assign(value)
 
 
+def restore_weights(directory: Path, model: Any) -> None:
+    """Load a checkpoint's model variables into a model built like the trial's (for export)."""
+    _restore(directory, model, optimizer=False)
+
+
 def trial_seed(seed: int, params: dict[str, Any]) -> int:
     """The seed a trial trains with: the sweep's seed, varied by the trial's hyperparameters.
 

@@ -58,3 +58,17 @@ def test_preprocessing_layer_round_trips_its_config() -> None:
     assert clone.module == "densenet"
     registered = keras.saving.get_registered_name(ApplicationPreprocessing)
     assert registered == "hamtune>ApplicationPreprocessing"
+
+
+def test_strengths_keep_a_prefix_of_the_full_list() -> None:
+    assert [type(layer).__name__ for layer in build_augmentation(seed=1, strength="flips").layers] == ["RandomFlip"]
+    assert len(build_augmentation(seed=1, strength="full").layers) == 5
+    with pytest.raises(ValueError, match="'flips' or 'full', got 'none'"):
+        build_augmentation(strength="none")
+
+
+def test_no_augmentation_builds_a_model_without_the_block() -> None:
+    from hamtune.models import build_model
+
+    names = {layer.name for layer in build_model("densenet121", 32, 0.0, weights="none", augmentation="none").layers}
+    assert "augmentation" not in names and "preprocessing" in names

@@ -33,6 +33,7 @@ from hamtune.models import (
     max_unfreeze_depth,
     unfreeze,
 )
+from tests.conftest import backbone_weights_file
 
 SIZE = 32
 NAMES = sorted(BACKBONES)
@@ -47,8 +48,8 @@ REFERENCE_PREPROCESSING: dict[str, Callable] = {
 
 @functools.cache
 def model_for(name: str) -> keras.Model:
-    """The session's one built model per backbone (tests set its unfreeze depth themselves)."""
-    return build_model(name, SIZE, 0.2, weights="none", seed=0)
+    """The session's one transfer-mode model per backbone (tests set its unfreeze depth themselves)."""
+    return build_model(name, SIZE, 0.2, weights=backbone_weights_file(name), seed=0)
 
 
 def depths(name: str) -> list[int]:
@@ -214,6 +215,25 @@ def test_batchnorm_is_frozen_and_in_inference_mode_at_every_depth(
     model(batch, training=True)  # a training step's forward pass must not move the statistics
     after = [np.array(v) for layer in bn for v in layer.non_trainable_weights]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_from_scratch_the_whole_backbone_trains_and_batchnorm_follows_the_training_flag(
+    name: str, batch: np.ndarray
+) -> None:
+    """weights none: every backbone variable is trainable, and a training forward pass moves
+    BatchNorm's statistics (DenseNet121) while inference leaves them alone."""
+    model = build_model(name, SIZE, 0.2, weights="none", seed=0)
+    net = model.get_layer(BACKBONE_LAYER)
+    assert net.trainable and len(model.trainable_weights) > len(model.get_layer("classifier").weights)
+    bn = [layer for layer in all_layers(net) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert all(layer.trainable for layer in bn)
+    stats = lambda: [np.array(v) for layer in bn for v in layer.non_trainable_weights]  # noqa: E731
+    before = stats()
+    model(batch, training=False)
+    assert all(np.array_equal(a, b) for a, b in zip(before, stats()))
+    model(batch, training=True)
+    assert (name == "convnext_small") == all(np.array_equal(a, b) for a, b in zip(before, stats()))  # LayerNorm only
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -21,6 +21,11 @@ def test_phase_schedule(epoch: int, warmup: int, depth: int, phase: int) -> None
     assert phase_of(epoch, warmup, depth) == phase
 
 
+@pytest.mark.parametrize("epoch", [1, 2, 7])
+def test_from_scratch_every_epoch_is_phase_zero(epoch: int) -> None:
+    assert phase_of(epoch, warmup_epochs=3, unfreeze_depth=58, from_scratch=True) == 0
+
+
 def test_state_keeps_the_best_epoch_and_counts_patience() -> None:
     state = TrialState()
     for epoch, score in enumerate([0.30, 0.42, 0.41, 0.42, 0.50], start=1):
@@ -39,12 +44,13 @@ def test_train_command_runs_one_trial_in_process(
     monkeypatch.setenv("HAMTUNE_CACHE_DIR", str(hamtune_cache))
     code = main([
         "train", "--data", str(data), "--model", "densenet121", "--image-size", "32", "--epochs", "3",
-        "--warmup-epochs", "1", "--unfreeze-depth", "2", "--weights", "none", "--cpus", "1",
+        "--weights", "none", "--cpus", "1",
     ])
     out = capsys.readouterr().out
     assert code == 0
+    assert "training densenet121 from scratch" in out and "augmentation flips" in out
     epochs = re.findall(r"epoch +(\d) \(phase (\d)\).*val_macro_f1 ([0-9.]+)", out)
-    assert [(e, p) for e, p, _ in epochs] == [("1", "1"), ("2", "2"), ("3", "2")]
+    assert [(e, p) for e, p, _ in epochs] == [("1", "0"), ("2", "0"), ("3", "0")]
     best = max(epochs, key=lambda row: float(row[2]))
     assert f"val_macro_f1 {float(best[2]):.4f}" in out.splitlines()[-1]
 
@@ -106,6 +112,34 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
 
     with pytest.raises(HamtuneError, match=r"written for a model with \d+ variables, this one has \d+"):
         _restore(tmp_path, build_model("convnext_small", 32, 0.2), optimizer=False)
+
+
+def test_a_from_scratch_checkpoint_carries_batchnorm_statistics(tmp_path: Path) -> None:
+    """From scratch every variable moves, the non-trainable BatchNorm statistics included: a
+    retried, resumed or exported model must come back with them, not with their initial values."""
+    import keras
+    import numpy as np
+
+    from hamtune.models import build_model
+    from hamtune.trainable import PHASE_SCRATCH, _restore, _save_checkpoint, compile_model
+
+    def built() -> keras.Model:
+        keras.utils.set_random_seed(7)
+        model = build_model("densenet121", 32, 0.2, weights="none", seed=7)
+        compile_model(model, 1e-3)
+        return model
+
+    trained = built()
+    moving = [v for v in trained.non_trainable_variables if "moving" in v.path]
+    assert moving
+    for variable in trained.variables:
+        if variable.dtype.startswith("float"):
+            variable.assign(variable + 0.5)
+    _save_checkpoint(tmp_path, trained, TrialState(epoch=2), phase=PHASE_SCRATCH)
+    restored = built()
+    _restore(tmp_path, restored, optimizer=False)
+    for mine, theirs in zip(trained.variables, restored.variables, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
 
 
 def test_trial_seed_follows_the_configuration_not_rays_trial_id() -> None:
