@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hamtune.cluster import Capacity, capacity, check_cluster_paths, check_fits, cluster_hosts, init_ray
-from hamtune.config import SweepConfig, to_dict
+from hamtune.config import SCRATCH, SweepConfig, to_dict
 from hamtune.data.cache import open_cache
 from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
 from hamtune.errors import ConfigError, ExperimentError, ModelError
@@ -180,6 +180,8 @@ def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: Experimen
     lines = [f"experiment: {experiment.uri}", "", "resolved config:",
              yaml.safe_dump(to_dict(sweep), sort_keys=False).rstrip(), "", "search space:"]
     lines += [f"  {line}" for line in describe_space(sweep.space)]
+    lines += ["", "training mode per model:"]
+    lines += [f"  {name}: {describe_mode(sweep, name)}" for name in sweep.space.models]
     lines += ["", "per-trial resources and trials that fit at once on this cluster:"]
     for name in sweep.space.models:
         need = sweep.resources.for_model(name)
@@ -190,6 +192,16 @@ def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: Experimen
               f"fingerprint {data.index.fingerprint}), split seed {data.split_seed}",
               split_summary(data.split).to_string()]
     return "\n".join(lines)
+
+
+def describe_mode(sweep: SweepConfig, model: str) -> str:
+    """One line saying how a model trains: from scratch or by transfer, and with what augmentation."""
+    training = sweep.training
+    augmentation = f"augmentation {training.augmentation_for(model)}"
+    if training.mode_for(model) == SCRATCH:
+        return f"from scratch (weights none): the whole network trains from epoch 1, BatchNorm in training mode; {augmentation}"
+    return (f"transfer from {training.weights_for(model)}: {training.warmup_epochs} head-only epoch(s), then the top "
+            f"unfreeze_depth blocks at learning_rate x {training.fine_tune_lr_scale:g}; {augmentation}")
 
 
 def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False,

@@ -24,7 +24,7 @@ from hamtune.faults import FAULTS_ENV, inject
 from hamtune.tables import read_table, sort_records
 from tests.conftest import hamtune_env, tiny_sweep_yaml
 
-OOM, NAN, HEALTHY = 0.1, 0.2, 0.3  # each trial of the fault sweep is told apart by its dropout
+OOM, NAN, HEALTHY, LATE_NAN = 0.1, 0.2, 0.3, 0.4  # each trial of the fault sweep is told apart by its dropout
 TRIAL_FAULTS = [
     # OOM trial, first attempt: epoch 1 is checkpointed, then writing epoch 2's checkpoint
     # finds the disk full. Its retry resumes from epoch 1's checkpoint (start=1) and runs out
@@ -32,6 +32,7 @@ TRIAL_FAULTS = [
     {"at": "checkpoint", "when": {"dropout": OOM, "epoch": 2}, "fault": "enospc"},
     {"at": "epoch", "when": {"dropout": OOM, "epoch": 2, "start": 1}, "fault": "oom"},
     {"at": "epoch", "when": {"dropout": NAN, "epoch": 1}, "fault": "nan"},
+    {"at": "epoch", "when": {"dropout": LATE_NAN, "epoch": 2}, "fault": "nan"},  # after a scored epoch
 ]
 
 
@@ -133,13 +134,13 @@ def is_loopback(address: str) -> bool:
 # --- two sweeps at once, one of them full of faults ---------------------------------------------
 @pytest.fixture(scope="module")
 def two_sweeps(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The fault sweep (3 trials, 2 epochs) and a healthy neighbour (1 trial) started together,
+    """The fault sweep (4 trials, 2 epochs) and a healthy neighbour (1 trial) started together,
     sharing one fresh cache; what their Ray processes listen on is sampled while they run."""
     root = tmp_path_factory.mktemp("two-sweeps")
     cache = root / "cache"
     storage = root / "runs"
     started = time.monotonic()
-    faulty = start_sweep(root, "faults", sweep_yaml("faults", storage, (OOM, NAN, HEALTHY), epochs=2),
+    faulty = start_sweep(root, "faults", sweep_yaml("faults", storage, (OOM, NAN, HEALTHY, LATE_NAN), epochs=2),
                          cache, TRIAL_FAULTS)
     neighbour = start_sweep(root, "neighbour", sweep_yaml("neighbour", storage, (HEALTHY,), epochs=1), cache)
     listeners: dict[str, set] = {"faults": set(), "neighbour": set()}
@@ -251,6 +252,26 @@ def test_nan_loss_stops_the_trial_unscored_and_unretried(
 
 
 @pytest.mark.slow
+def test_a_late_nan_loss_keeps_the_best_epoch_and_its_checkpoint(
+    two_sweeps: dict, record_property: pytest.RecordProperty,
+) -> None:
+    """NaN loss after a scored epoch: the weights are set to NaN before epoch 2.
+
+    Checked: the trial keeps its epoch-1 score and checkpoint, is ranked and marked diverged
+    with the message, and is not retried.
+    """
+    trials = trials_of(two_sweeps, "faults")
+    row = trials.set_index("dropout").loc[LATE_NAN]
+    assert row["status"] == "TERMINATED" and row["diverged"]
+    assert "training loss became nan at epoch 2" in row["error"]
+    assert row["best_epoch"] == 1 and row["val_macro_f1"] >= 0
+    assert json.loads((Path(row["checkpoint"]) / "state.json").read_text())["epoch"] == 1
+    assert not (trial_dir(two_sweeps, LATE_NAN) / "error.txt").exists()
+    record_property("observed", f"status {row['status']}, diverged, best epoch {row['best_epoch']} kept "
+                                f"(val_macro_f1 {row['val_macro_f1']:.3f}): {row['error']}")
+
+
+@pytest.mark.slow
 def test_the_sweep_goes_on_past_failed_trials(two_sweeps: dict, record_property: pytest.RecordProperty) -> None:
     """A sweep in which one trial errors and one diverges.
 
@@ -259,9 +280,11 @@ def test_the_sweep_goes_on_past_failed_trials(two_sweeps: dict, record_property:
     """
     assert two_sweeps["codes"]["faults"] == 0, two_sweeps["logs"]["faults"][-5000:]
     trials = trials_of(two_sweeps, "faults")
-    assert len(trials) == 3 and trials["trial_id"].is_unique
-    assert trials.iloc[0]["dropout"] == HEALTHY and trials.iloc[0]["status"] == "TERMINATED"
-    assert trials.iloc[0]["epochs_completed"] == 2 and trials.iloc[0]["val_macro_f1"] >= 0
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    healthy = trials.set_index("dropout").loc[HEALTHY]
+    assert healthy["status"] == "TERMINATED" and not healthy["diverged"]
+    assert healthy["epochs_completed"] == 2 and healthy["val_macro_f1"] >= 0
+    assert trials.iloc[0]["dropout"] in (HEALTHY, LATE_NAN)  # the two ranked trials come first
     statuses = dict(zip(trials["dropout"], trials["status"]))
     record_property("observed", f"statuses {statuses}; exit 0")
 

@@ -23,7 +23,7 @@ REQUIRED_TRIAL_COLUMNS = [
     "epochs_completed", "best_epoch", "val_macro_f1", "val_balanced_accuracy", "val_weighted_f1",
     "val_accuracy", "val_loss", "val_auc_macro", "val_mel_recall",
     *[f"val_{kind}_{c}" for kind in ("precision", "recall", "f1") for c in CLASSES],
-    "confusion_matrix", "train_seconds", "node", "checkpoint",
+    "confusion_matrix", "train_seconds", "node", "checkpoint", "mode", "diverged",
 ]
 
 
@@ -50,7 +50,8 @@ def test_trials_table_has_every_column_sorted_by_macro_f1(smoke: dict) -> None:
     trials = pd.read_parquet(smoke["experiment"] / "trials.parquet")
     assert set(REQUIRED_TRIAL_COLUMNS) <= set(trials.columns)
     assert len(trials) == 2 and set(trials["model"]) == {"convnext_small", "densenet121"}
-    assert (trials["status"] == "TERMINATED").all()
+    assert (trials["status"] == "TERMINATED").all() and not trials["diverged"].any()
+    assert (trials["mode"] == "transfer").all()  # this sweep's models start from weights files
     assert trials["val_macro_f1"].is_monotonic_decreasing
     for column in ("unfreeze_depth", "epochs_completed", "best_epoch"):
         assert pd.api.types.is_integer_dtype(trials[column]), column
@@ -66,6 +67,7 @@ def test_every_epoch_reports_every_metric_for_both_backbones(smoke: dict) -> Non
         rows = epochs[epochs["model"] == model].sort_values("epoch")
         assert rows["epoch"].tolist() == [1, 2]
         assert rows["phase"].tolist() == [1, 2]  # warm-up (head only), then fine-tuning
+        assert (rows["mode"] == "transfer").all()
         metrics = rows[[f"val_{key}" for key in SCALAR_METRICS if key != "auc_macro"]]
         assert metrics.notna().all().all()
         # The whole validation split is evaluated: confusion matrix counts = validation size.
@@ -147,14 +149,16 @@ def test_local_weights_files_are_loaded_per_model_before_any_trial(tmp_path: Pat
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, hamtune_cache: Path) -> None:
     sweep_file = tmp_path / "s.yaml"
-    sweep_file.write_text(tiny_sweep_yaml("dry", tmp_path / "runs"))
+    sweep_file.write_text(tiny_sweep_yaml("dry", tmp_path / "runs", scratch=True))
     # Without --address the sweep starts its own Ray instance: it never joins another cluster
     # (an unreachable RAY_ADDRESS here, or one left by `ray start`).
     result = run_hamtune(["sweep", str(sweep_file), "--dry-run"], hamtune_cache, tmp_path, timeout=300,
                          RAY_ADDRESS="127.0.0.1:9")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for expected in ("resolved config:", "search space:", "learning_rate", "unfreeze_depth",
+    for expected in ("resolved config:", "search space:", "learning_rate",
+                     "unfreeze_depth  densenet121: not searched (from scratch: all 58 blocks train)",
+                     "training mode per model:", "densenet121: from scratch (weights none)", "augmentation flips",
                      "convnext_small: 1 CPU, 0 GPU -> 2 at once", "train_images", "fingerprint"):
         assert expected in out, expected
     assert not (tmp_path / "runs" / "dry").exists()
