@@ -78,6 +78,16 @@ def distributions(trials: pd.DataFrame, spaces: Sequence[dict[str, Any]]) -> dic
     return result
 
 
+def _searched_depth(model: str, scored: pd.DataFrame, spaces: Sequence[dict[str, Any]]) -> list[str]:
+    """The model's depth parameter if the search varied it: a model trained from scratch has no
+    depth range (every block trains), so its constant depth explains nothing."""
+    if spaces:
+        searched = any(model in s.get("unfreeze_depth", {}) for s in spaces)
+    else:
+        searched = scored.loc[scored["model"] == model, "unfreeze_depth"].nunique() > 1
+    return [_depth(model)] if searched else []
+
+
 def _params(row: pd.Series) -> dict[str, Any]:
     """One trial's parameters in Optuna's names (the depth under its model's name)."""
     params = {name: float(row[name]) for name in FLOAT_PARAMETERS if pd.notna(row[name])}
@@ -130,7 +140,8 @@ def parameter_importance(scored: pd.DataFrame, metric: str, spaces: Sequence[dic
     dists = distributions(scored, spaces)
     models = list(dict.fromkeys(scored["model"].dropna()))
     scopes = [(ALL_MODELS, scored, ["model", *FLOAT_PARAMETERS])] if len(models) > 1 else []
-    scopes += [(m, scored[scored["model"] == m], [*FLOAT_PARAMETERS, _depth(m)]) for m in models]
+    scopes += [(m, scored[scored["model"] == m], [*FLOAT_PARAMETERS, *_searched_depth(m, scored, spaces)])
+               for m in models]
     rows = []
     for scope, trials, params in scopes:
         values = pd.to_numeric(trials[metric], errors="coerce")

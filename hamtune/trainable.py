@@ -42,7 +42,7 @@ SEARCH_METRIC = "best_val_macro_f1"
 #: The result key under which a diverged trial reports why it stopped, with a NaN objective.
 DIVERGED_KEY = "diverged"
 #: Set on the report of a trial's last epoch when the trial itself ended (all epochs, or patience):
-#: a trial whose last report lacks it was stopped by the scheduler (see `hamtune.search_alg`).
+#: a trial whose last report lacks it was stopped by the scheduler (see `hamtune.searcher`).
 FINISHED_KEY = "trial_finished"
 #: Training phases, per epoch: from scratch the whole network trains from the first epoch; in
 #: transfer mode the head trains alone first, then the top `unfreeze_depth` blocks join it.

@@ -102,3 +102,12 @@ def test_without_a_declared_space_the_observed_ranges_are_used() -> None:
     assert any("declare no search space" in note for note in result.notes)
     dists = distributions(synthetic_trials(12), [])
     assert not dists["learning_rate"].log
+
+
+def test_a_from_scratch_model_is_assessed_without_its_constant_depth() -> None:
+    """From scratch every block trains (depth = all 58 blocks, never searched): only what was searched is ranked."""
+    trials = synthetic_trials(40).assign(model="densenet121", unfreeze_depth=58)
+    scratch_space = {**SPACE, "models": ["densenet121"], "unfreeze_depth": {}}
+    result = parameter_importance(trials, "val_macro_f1", [scratch_space])
+    assert set(importances(result, "densenet121")) == {"learning_rate", "dropout", "class_weight_power"}
+    assert importances(result, "densenet121")["learning_rate"] > 0.5
