@@ -31,7 +31,7 @@ PART_1 = "HAM10000_images_part_1"
 VALID_SWEEP: dict[str, Any] = {
     "name": "bad",
     "data": {"dir": None, "image_size": 32, "synthetic": {"images": 200, "seed": 0}},
-    "space": {"models": ["densenet121"], "unfreeze_depth": {"densenet121": {"low": 0, "high": 1}}},
+    "space": {"models": ["densenet121"]},  # from scratch (weights none): no depth to search
     "search": {"seed": 0, "trials": 1, "max_concurrent": 1},
     "scheduler": "none",
     "training": {"epochs": 1, "warmup_epochs": 1, "batch_size": 32, "patience": 1, "weights": "none",
@@ -153,8 +153,12 @@ CASES = [
     Case("unknown model name", lambda w, i: sweep_file(w, space__models=["resnet50"]),
          ("bad.yaml", "space.models[0]", "resnet50", "densenet121")),
     Case("unfreeze depth above the model's block count",
-         lambda w, i: sweep_file(w, space__unfreeze_depth={"densenet121": {"low": 0, "high": 99}}),
+         lambda w, i: sweep_file(w, space__unfreeze_depth={"densenet121": {"low": 0, "high": 99}},
+                                 training__weights="imagenet"),
          ("bad.yaml", "space.unfreeze_depth.densenet121.high", "58", "99")),
+    Case("an unfreeze range for a model trained from scratch",
+         lambda w, i: sweep_file(w, space__unfreeze_depth={"densenet121": {"low": 0, "high": 3}}),
+         ("bad.yaml", "space.unfreeze_depth.densenet121 does not apply", "training.weights is 'none'")),
     Case("fraction outside (0, 1)", lambda w, i: sweep_file(w, data__val_fraction=1.5),
          ("bad.yaml", "data.val_fraction", "1.5")),
     Case("missing data directory", lambda w, i: sweep_file(w, data__dir=str(w / "nowhere")),
@@ -226,7 +230,8 @@ def test_bad_input_is_refused_with_one_reason_and_nothing_written(
 
 def test_the_catalogue_covers_every_bad_input_the_issue_lists() -> None:
     listed = {"malformed YAML", "unknown key", "wrong type", "empty range", "inverted range", "unknown model name",
-              "unfreeze depth above the model's block count", "fraction outside (0, 1)",
+              "unfreeze depth above the model's block count", "an unfreeze range for a model trained from scratch",
+              "fraction outside (0, 1)",
               "more GPUs per trial than any node has", "missing data directory", "metadata missing a column",
               "unknown label", "duplicate image id", "corrupt image", "a class too small to split",
               "existing experiment name without --resume",
