@@ -190,7 +190,7 @@ def real_subset(dev_dir: Path, out: Path, fraction: float = 0.4) -> Path:
 
 
 RECIPE = {"model": "densenet121", "learning_rate": 1.0e-3, "dropout": 0.3, "class_weight_power": 1.0}
-STALLED = {"model": "densenet121", "learning_rate": 1.0e-5, "dropout": 0.3, "class_weight_power": 0.0}
+STALLED = {"model": "densenet121", "learning_rate": 1.0e-7, "dropout": 0.3, "class_weight_power": 0.0}  # ~ its init
 EPOCHS = 5
 
 
@@ -204,7 +204,7 @@ def real_sweep(dev_dir: Path, tmp_path_factory: pytest.TempPathFactory, hamtune_
     sweep = {
         "name": "real",
         "data": {"dir": str(real_subset(dev_dir, root / "data")), "image_size": 32},
-        "space": {"models": ["densenet121"], "learning_rate": {"low": 1.0e-5, "high": 1.0e-2, "log": True}},
+        "space": {"models": ["densenet121"], "learning_rate": {"low": 1.0e-7, "high": 1.0e-2, "log": True}},
         "search": {"seed": 0, "trials": 2, "max_concurrent": 1, "points_to_evaluate": [RECIPE, STALLED]},
         "scheduler": {"type": "asha", "reduction_factor": 2},
         "training": {"epochs": EPOCHS, "batch_size": 16, "patience": EPOCHS, "weights": "none",
