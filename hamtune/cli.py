@@ -61,6 +61,7 @@ def _train(args: argparse.Namespace) -> int:
             "cache_dir": args.cache_dir,
         },
         "space": {"models": [args.model]},
+        "scheduler": "none",  # one trial: nothing to compare it with
         "training": {
             "epochs": args.epochs, "warmup_epochs": 2 if args.warmup_epochs is None else args.warmup_epochs,
             "batch_size": args.batch_size,

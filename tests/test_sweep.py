@@ -157,7 +157,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, hamtune_cach
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     for expected in ("resolved config:", "search space:", "learning_rate",
-                     "unfreeze_depth  densenet121: not searched (from scratch: all 58 blocks train)",
+                     "densenet121: not searched (from scratch: all 58 blocks train)",
                      "training mode per model:", "densenet121: from scratch (weights none)", "augmentation flips",
                      "convnext_small: 1 CPU, 0 GPU -> 2 at once", "train_images", "fingerprint"):
         assert expected in out, expected

@@ -50,7 +50,7 @@ def test_round_trip_keeps_integers_and_metadata(tmp_path: Path) -> None:
     frame, meta = read_table(str(path))
     assert frame["unfreeze_depth"].dtype == "Int64" and frame["best_epoch"].tolist()[0] == 2
     assert pd.isna(frame["best_epoch"].tolist()[1]) and frame.loc[1, "error"] == "TrialDiverged: loss nan"
-    assert meta["split_seed"] == "7" and meta["config"] == '{"name": "x"}' and meta["schema_version"] == "1"
+    assert meta["split_seed"] == "7" and meta["config"] == '{"name": "x"}' and meta["schema_version"] == "2"
     assert pq.read_schema(path).field("epochs_completed").type == "int64"
 
 
