@@ -133,7 +133,7 @@ class TrainingConfig:
 
     def weights_for(self, model: str) -> str:
         """The weights setting of one model's backbone."""
-        return self.weights if isinstance(self.weights, str) else self.weights[model]
+        return _weights_of(self.weights, model)
 
     def mode_for(self, model: str) -> str:
         """`SCRATCH` when the model has no weights to start from, else `TRANSFER`."""
@@ -144,6 +144,11 @@ class TrainingConfig:
         if self.augmentation == "auto":
             return AUTO_AUGMENTATION[self.mode_for(model)]
         return self.augmentation
+
+
+def _weights_of(weights: str | dict[str, str], model: str) -> str:
+    """One model's entry of a `training.weights` setting (shared, or one per model)."""
+    return weights if isinstance(weights, str) else weights[model]
 
 
 @dataclass(frozen=True)
@@ -501,7 +506,7 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
     weights = _read_weights(reader, training["weights"], models, source)
     unfreeze = INVALID
     if _valid(models, weights):
-        scratch = frozenset(m for m in models if (weights if isinstance(weights, str) else weights[m]) == "none")
+        scratch = frozenset(m for m in models if _weights_of(weights, m) == "none")
         unfreeze = _read_unfreeze(reader, raw["space"]["unfreeze_depth"], models, scratch, max_depth)
     space = None
     if _valid(models, unfreeze, *ranges.values()):
