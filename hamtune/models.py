@@ -10,12 +10,14 @@ functions that build or change models.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hamtune.download import DownloadError, fetch_verified
 from hamtune.errors import ModelError
 from hamtune.labels import NUM_CLASSES
 
@@ -28,6 +30,9 @@ BACKBONE_LAYER = "backbone"
 """Name of the backbone sub-model inside every built model (`model.get_layer(BACKBONE_LAYER)`)."""
 MIN_IMAGE_SIZE = 32
 """Smallest input side Keras applications accept."""
+WEIGHTS_BASE_URL_ENV = "HAMTUNE_WEIGHTS_BASE_URL"
+"""Environment variable naming a server that holds the ImageNet weights files under their Keras
+file names (`<base>/<file name>`), used instead of Keras's storage: a cluster's own mirror."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,9 @@ class Backbone:
     `block_pattern` matches the names of a block's layers; its single group is the block's
     name ("stage_3_block_2", "conv5_block16"). `preprocessing` names the `keras.applications`
     submodule whose `preprocess_input` turns 0-255 RGB into what the application expects
-    (the identity for ConvNeXt, which normalises inside the model).
+    (the identity for ConvNeXt, which normalises inside the model). `imagenet_hash` is the
+    "<algorithm>:<hex digest>" of the file at `imagenet_url`, as the application's Keras source
+    checks it.
     """
 
     name: str
@@ -46,6 +53,7 @@ class Backbone:
     num_blocks: int
     block_pattern: str
     imagenet_url: str
+    imagenet_hash: str
     default_image_size: int = 224
 
 
@@ -61,6 +69,7 @@ BACKBONES: dict[str, Backbone] = {
             num_blocks=36,
             block_pattern=r"convnext_small_(stage_\d+_block_\d+)_",
             imagenet_url=f"{_KERAS_WEIGHTS}/convnext/convnext_small_notop.h5",
+            imagenet_hash="sha256:6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab",
         ),
         Backbone(
             name="densenet121",
@@ -71,6 +80,7 @@ BACKBONES: dict[str, Backbone] = {
             imagenet_url=(
                 f"{_KERAS_WEIGHTS}/densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
             ),
+            imagenet_hash="md5:30ee3e1110167f948a6b9946edeeb738",
         ),
     )
 }
@@ -200,7 +210,7 @@ def _weights_file(spec: Backbone, weights: str) -> Path | None:
     if weights == "none":
         return None
     if weights == "imagenet":
-        return _download_imagenet(spec)
+        return download_imagenet(spec)
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ModelError(
@@ -224,22 +234,23 @@ def _load_weights(net: keras.Model, spec: Backbone, path: Path) -> None:
     log.info("loaded %s weights from %s", spec.name, path)
 
 
-def _download_imagenet(spec: Backbone) -> Path:
-    """The ImageNet weights file from the Keras cache, downloading it on first use."""
-    import keras
+def download_imagenet(spec: Backbone) -> Path:
+    """The backbone's ImageNet weights file in Keras's cache, downloaded once per node and verified.
 
+    The cache is Keras's own (`$KERAS_HOME/models`, by default `~/.keras/models`), so a file
+    Keras already downloaded is reused. The file comes from `$HAMTUNE_WEIGHTS_BASE_URL` when
+    that is set, else from `spec.imagenet_url`.
+    """
+    file_name = spec.imagenet_url.rsplit("/", 1)[-1]
+    base = os.environ.get(WEIGHTS_BASE_URL_ENV)
+    url = f"{base.rstrip('/')}/{file_name}" if base else spec.imagenet_url
+    cache = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"
     try:
-        return Path(
-            keras.utils.get_file(
-                fname=spec.imagenet_url.rsplit("/", 1)[-1],
-                origin=spec.imagenet_url,
-                cache_subdir="models",
-            )
-        )
-    except Exception as exc:  # Keras raises a bare Exception when the URL cannot be fetched.
+        return fetch_verified(url, cache / file_name, spec.imagenet_hash)
+    except DownloadError as exc:
         raise ModelError(
-            f"could not download ImageNet weights for {spec.name} (no internet?): {exc}; "
-            f"download {spec.imagenet_url} elsewhere and set training.weights to its path"
+            f"could not download ImageNet weights for {spec.name} into {cache}: {exc}; "
+            f"download {url} elsewhere and set training.weights to its path"
         ) from exc
 
 
