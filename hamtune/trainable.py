@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +52,10 @@ PHASE_SCRATCH, PHASE_HEAD, PHASE_FINE_TUNE = 0, 1, 2
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.npz"
 OPTIMIZER_FILE = "optimizer.npz"
+#: The entry of a checkpoint file that lists the keys of all its model's (or optimizer's) variables.
+ALL_KEYS = "__keys__"
+#: Keras's names for the objects hamtune's models and optimizers create unnamed, numbered per process.
+_AUTO_NAMED = re.compile(r"^(seed_generator|adam|loss_scale_optimizer)_\d+$")
 
 
 class TrialDiverged(HamtuneError):
@@ -110,8 +116,26 @@ def compile_model(model: Any, learning_rate: float) -> None:
     )
 
 
+def checkpoint_keys(variables: Sequence[Any]) -> list[str]:
+    """The keys variables are saved under: each one's Keras path, made stable across processes.
+
+    Keying by path rather than by position means a Keras upgrade that reorders or renames
+    variables fails loudly at restore instead of loading weights into the wrong variable. Keras
+    numbers the names of objects created without one per process (`seed_generator_6`, `adam_1`
+    after a recompile); those components lose their number, and the keys that then coincide
+    (one per seed generator) are told apart by their order: `seed_generator/seed_generator_state#2`.
+    """
+    seen: Counter[str] = Counter()
+    keys = []
+    for variable in variables:
+        key = "/".join(_AUTO_NAMED.sub(r"\1", part) for part in variable.path.split("/"))
+        keys.append(f"{key}#{seen[key]}" if seen[key] else key)
+        seen[key] += 1
+    return keys
+
+
 def _trained_variables(model: Any, phase: int) -> dict[str, Any]:
-    """The model's variables that training can have changed, keyed by position in `variables`.
+    """The model's variables that training can have changed, by `checkpoint_keys`.
 
     From scratch that is every variable: BatchNorm's moving mean and variance are non-trainable
     but move with every training batch. In transfer mode the frozen backbone variables (BatchNorm
@@ -124,13 +148,15 @@ def _trained_variables(model: Any, phase: int) -> dict[str, Any]:
 
     frozen = set() if phase == PHASE_SCRATCH else {
         id(v) for v in model.get_layer(BACKBONE_LAYER).non_trainable_variables}
-    return {f"v{i}": v for i, v in enumerate(model.variables) if id(v) not in frozen}
+    return {key: v for key, v in zip(checkpoint_keys(model.variables), model.variables) if id(v) not in frozen}
 
 
 def _save_checkpoint(directory: Path, model: Any, state: TrialState, phase: int) -> None:
-    np.savez(directory / WEIGHTS_FILE, count=len(model.variables),
+    np.savez(directory / WEIGHTS_FILE, **{ALL_KEYS: np.array(checkpoint_keys(model.variables))},
              **{key: v.numpy() for key, v in _trained_variables(model, phase).items()})
-    np.savez(directory / OPTIMIZER_FILE, *[v.numpy() for v in model.optimizer.variables])
+    optimizer = model.optimizer.variables
+    np.savez(directory / OPTIMIZER_FILE, **{ALL_KEYS: np.array(checkpoint_keys(optimizer))},
+             **{key: v.numpy() for key, v in zip(checkpoint_keys(optimizer), optimizer)})
     payload = {
         "epoch": state.epoch, "phase": phase, "best_epoch": state.best_epoch, "best": state.best,
         "epochs_without_improvement": state.epochs_without_improvement,
@@ -146,35 +172,56 @@ def _load_state(directory: Path) -> tuple[TrialState, int]:
     return TrialState(**payload), phase
 
 
+def _assign(path: Path, variables: Sequence[Any], what: str) -> None:
+    """Assign a saved file's arrays to `variables` by key, refusing any mismatch with the keys named.
+
+    The file lists the keys of every variable its model had, saved or not: a model whose
+    variables differ (another configuration, another Keras) is refused before anything is
+    assigned; the order may differ. A phase-2 resume from a phase-1 checkpoint finds its newly unfrozen blocks listed
+    but not saved, and leaves them at their built values.
+    """
+    keys = checkpoint_keys(variables)
+    with np.load(path) as saved:
+        listed = [str(key) for key in saved[ALL_KEYS]]
+        if set(listed) != set(keys):
+            raise HamtuneError(
+                f"checkpoint {path} does not fit this {what}: it has {len(listed)} variables, this one "
+                f"{len(keys)}; only in the checkpoint: {_some([k for k in listed if k not in set(keys)])}; "
+                f"only here: {_some([k for k in keys if k not in set(listed)])}. It was written by "
+                "another configuration or Keras version; start the trial afresh"
+            )
+        by_key = dict(zip(keys, variables))
+        for key in saved.files:
+            if key == ALL_KEYS:
+                continue
+            variable, value = by_key[key], saved[key]
+            if tuple(variable.shape) != value.shape:
+                raise HamtuneError(
+                    f"checkpoint {path}: {key} has shape {value.shape}, this {what} needs "
+                    f"{tuple(variable.shape)}: it was written by another configuration"
+                )
+            variable.assign(value)
+
+
+def _some(keys: list[str], shown: int = 3) -> str:
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "") or "none"
+
+
 def _restore(directory: Path, model: Any, optimizer: bool) -> None:
-    """Load model weights and, when the phase is unchanged, the optimizer's moments and step.
+    """Load model weights and, when the phase is unchanged, the optimizer's moments and step
+    (and, under mixed precision, the loss scale and its step counter).
 
     At a phase boundary the uninterrupted run starts a fresh optimizer, so a resumed one does too.
     """
-    with np.load(directory / WEIGHTS_FILE) as saved:
-        if int(saved["count"]) != len(model.variables):
-            raise HamtuneError(
-                f"checkpoint {directory} was written for a model with {int(saved['count'])} "
-                f"variables, this one has {len(model.variables)}: a different configuration"
-            )
-        # The saved set, not the current one: a phase-2 resume from a phase-1 checkpoint finds
-        # its newly unfrozen blocks absent from the file, and still at their built values.
-        for key in saved.files:
-            if key != "count":
-                model.variables[int(key[1:])].assign(saved[key])
-    if not optimizer:
-        return
-    model.optimizer.build(model.trainable_variables)
-    with np.load(directory / OPTIMIZER_FILE) as saved:
-        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    variables = model.optimizer.variables
-    if len(arrays) != len(variables):
-        raise HamtuneError(
-            f"checkpoint {directory} holds {len(arrays)} optimizer variables, the model needs "
-            f"{len(variables)}: it was written by a different configuration"
-        )
-    for variable, value in zip(variables, arrays):
-        variable.assign(value)
+    import keras
+
+    _assign(directory / WEIGHTS_FILE, model.variables, "model")
+    if optimizer:
+        # Built within its own name scope, as its first `apply` builds it in training: a
+        # LossScaleOptimizer's inner Adam then has the paths it had when the checkpoint was written.
+        with keras.name_scope(model.optimizer.name, caller=model.optimizer):
+            model.optimizer.build(model.trainable_variables)
+        _assign(directory / OPTIMIZER_FILE, model.optimizer.variables, "optimizer")
 
 
 def restore_weights(directory: Path, model: Any) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import pytest
 
 from hamtune.cli import main
 from hamtune.data.synth import write_synthetic
-from hamtune.trainable import TrialState, phase_of, trial_seed
+from hamtune.trainable import TrialState, compile_model, phase_of, trial_seed
 
 
 @pytest.mark.parametrize(("epoch", "warmup", "depth", "phase"), [
@@ -110,7 +113,8 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
     for mine, theirs in zip(trained.variables, restored.variables, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
-    with pytest.raises(HamtuneError, match=r"written for a model with \d+ variables, this one has \d+"):
+    with pytest.raises(HamtuneError, match=r"does not fit this model: it has \d+ variables, this one \d+; "
+                                           r"only in the checkpoint: conv1_conv/kernel, .* and \d+ more; only here: convnext_small_stem/"):
         _restore(tmp_path, build_model("convnext_small", 32, 0.2), optimizer=False)
 
 
@@ -154,3 +158,146 @@ def test_trial_seed_follows_the_configuration_not_rays_trial_id() -> None:
     assert trial_seed(0, params) == trial_seed(0, from_table) == trial_seed(0, from_ray)
     assert trial_seed(0, params) != trial_seed(0, {**params, "dropout": 0.3})
     assert trial_seed(7, params) == trial_seed(0, params) + 7
+
+
+def _dense_pair(output: str = "out") -> Any:
+    """A hidden and an output Dense layer, trained one step with Adam (so every variable is built)."""
+    import keras
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name=output)(keras.layers.Dense(4, name="hidden")(inputs)))
+    compile_model(model, 1e-2)
+    model.fit(np.ones((4, 3)), np.zeros(4, dtype=int), verbose=0)
+    return model
+
+
+def test_checkpoint_keys_are_paths_without_kerass_per_process_numbers() -> None:
+    """A model rebuilt in the same process gets `seed_generator_6` and, after a recompile,
+    `adam_1` where a fresh process has `seed_generator` and `adam`: the keys must not change."""
+    import keras
+
+    from hamtune.models import build_model
+    from hamtune.trainable import checkpoint_keys
+
+    keys = []
+    for _ in range(2):  # no clear_session: Keras's name counters keep counting
+        model = build_model("densenet121", 32, 0.2, weights="none", augmentation="full")
+        compile_model(model, 1e-3)
+        compile_model(model, 1e-3)  # the phase-boundary recompile: a second Adam
+        model.optimizer.build(model.trainable_variables)
+        keys.append((checkpoint_keys(model.variables), checkpoint_keys(model.optimizer.variables)))
+    assert keys[0] == keys[1]
+    weights, optimizer = keys[0]
+    assert len(set(weights)) == len(weights) and len(set(optimizer)) == len(optimizer)
+    seeds = [key for key in weights if key.startswith("seed_generator")]
+    assert seeds[:3] == ["seed_generator/seed_generator_state", "seed_generator/seed_generator_state#1",
+                         "seed_generator/seed_generator_state#2"]
+    assert "conv1_conv/kernel" in weights and weights[-2:] == ["classifier/kernel", "classifier/bias"]
+    assert optimizer[:2] == ["adam/iteration", "adam/learning_rate"]
+    keras.backend.clear_session()
+
+
+def test_restore_goes_by_name_and_refuses_a_checkpoint_of_other_variables(tmp_path: Path) -> None:
+    """Variables listed in another order (what a Keras upgrade may do) load into the variables of
+    the same name; a checkpoint whose names differ (what position keys would have loaded
+    silently: same count and shapes) is refused, naming the variables on each side, and nothing
+    is assigned."""
+    from hamtune.errors import HamtuneError
+    from hamtune.trainable import OPTIMIZER_FILE, PHASE_SCRATCH, WEIGHTS_FILE, _assign, _restore, _save_checkpoint
+
+    trained = _dense_pair()
+    _save_checkpoint(tmp_path, trained, TrialState(epoch=1), phase=PHASE_SCRATCH)
+    restored = _dense_pair()
+    _assign(tmp_path / WEIGHTS_FILE, list(reversed(restored.variables)), "model")
+    _assign(tmp_path / OPTIMIZER_FILE, list(reversed(restored.optimizer.variables)), "optimizer")
+    for mine, theirs in [*zip(trained.variables, restored.variables, strict=True),
+                         *zip(trained.optimizer.variables, restored.optimizer.variables, strict=True)]:
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
+
+    renamed = _dense_pair(output="logits")
+    before = [v.numpy().copy() for v in renamed.variables]
+    with pytest.raises(HamtuneError, match=(
+            r"weights\.npz does not fit this model: it has 4 variables, this one 4; only in the checkpoint: "
+            r"out/kernel, out/bias; only here: logits/kernel, logits/bias\. It was written by another "
+            r"configuration or Keras version")):
+        _restore(tmp_path, renamed, optimizer=False)
+    for value, variable in zip(before, renamed.variables, strict=True):
+        np.testing.assert_array_equal(value, variable.numpy())
+
+
+@pytest.mark.slow
+def test_a_mixed_precision_trial_restarts_from_its_checkpoint_with_the_loss_scale_intact(
+        tmp_path: Path, hamtune_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPU trials train under `mixed_float16`, where Keras wraps Adam in a LossScaleOptimizer whose
+    dynamic loss scale and step counter are state like Adam's moments. Keras runs the same policy
+    on CPU, so this trial runs it here (the device set-up, which picks float32 without a GPU, is
+    followed by the GPU's policy), from scratch with augmentation. A restarted
+    trial has nothing but its checkpoint: the epoch-1 checkpoint is resumed in a freshly built
+    model, and its epochs 2-3 must match the uninterrupted run's.
+
+    Checked: the checkpoint holds the loss-scale state, already moved off its initial 2**15 by
+    float16 overflows; after the restart the loss scale and step counter at epoch 2 and every
+    variable at epoch 3 equal the uninterrupted run's (to 1e-5), and so do the validation
+    scores (macro F1 exactly, loss to 1e-5).
+    """
+    import shutil
+
+    import keras
+
+    import hamtune.trainable as trainable
+    from hamtune.config import parse_sweep
+    from hamtune.data.prepared import prepare_data
+    from hamtune.device import configure_tensorflow
+
+    def like_a_gpu(*args: Any) -> bool:
+        used = configure_tensorflow(*args)
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return used
+
+    monkeypatch.setattr(trainable, "configure_tensorflow", like_a_gpu)
+    sweep = parse_sweep({
+        "name": "mixed", "data": {"dir": str(write_synthetic(tmp_path / "data", images=160, seed=3)), "image_size": 32, "cache_dir": str(hamtune_cache)},
+        "training": {"epochs": 3, "batch_size": 16, "patience": 3, "weights": "none", "augmentation": "flips",
+                     "mixed_precision": True}})
+    data = prepare_data(sweep.data)
+    params = {"model": "densenet121", "learning_rate": 3e-3, "dropout": 0.2, "unfreeze_depth": 0,
+              "class_weight_power": 0.5}
+
+    class Keeping:
+        """Keeps every epoch's row and a copy of its checkpoint."""
+
+        wants_checkpoints = True
+
+        def __init__(self, name: str) -> None:
+            self.rows: list[dict[str, Any]] = []
+            self.name = name
+
+        def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+            self.rows.append(metrics)
+            shutil.copytree(checkpoint_dir, tmp_path / self.name / str(metrics["epoch"]))
+
+    try:
+        whole, restarted = Keeping("whole"), Keeping("restarted")
+        trainable.run_trial(params, sweep.training, data, whole, seed=11)
+        keras.backend.clear_session()
+        trainable.run_trial(params, sweep.training, data, restarted, checkpoint_dir=tmp_path / "whole" / "1", seed=11)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    def saved(run: str, epoch: int, file: str) -> dict[str, np.ndarray]:
+        with np.load(tmp_path / run / str(epoch) / file) as arrays:
+            return {key: arrays[key] for key in arrays.files if key != trainable.ALL_KEYS}
+
+    scale = ("loss_scale_optimizer/dynamic_scale", "loss_scale_optimizer/step_counter")
+    first = saved("whole", 1, trainable.OPTIMIZER_FILE)
+    assert float(first[scale[0]]) < 2 ** 15, "no float16 overflow: the loss scale never moved"
+    for key in scale:
+        assert saved("whole", 2, trainable.OPTIMIZER_FILE)[key] == saved("restarted", 2, trainable.OPTIMIZER_FILE)[key]
+    assert [row["epoch"] for row in restarted.rows] == [2, 3]
+    for mine, theirs in zip(whole.rows[1:], restarted.rows, strict=True):
+        assert mine["val_macro_f1"] == theirs["val_macro_f1"]
+        assert theirs["val_loss"] == pytest.approx(mine["val_loss"], abs=1e-5)
+    last_whole, last_restarted = saved("whole", 3, trainable.WEIGHTS_FILE), saved("restarted", 3, trainable.WEIGHTS_FILE)
+    assert last_whole.keys() == last_restarted.keys()
+    for key, value in last_whole.items():
+        np.testing.assert_allclose(last_restarted[key], value, atol=1e-5, err_msg=key)
