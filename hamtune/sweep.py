@@ -22,6 +22,7 @@ from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
 from hamtune.errors import ConfigError, ExperimentError, ModelError
 from hamtune.experiment import Experiment, experiment_for
 from hamtune.models import check_weights_file
+from hamtune.resume import check_resumable
 from hamtune.space import describe_space
 from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, SEARCH_METRIC, TrialDiverged, run_trial, trial_seed
 
@@ -209,13 +210,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     """Run (or resume, or only describe) a sweep; returns Ray's ResultGrid, or None for a dry run."""
     experiment = experiment_for(sweep.storage, sweep.name)
     if resume:
-        if not experiment.exists():
-            raise ExperimentError(f"--resume: {experiment.uri} does not exist; run without --resume to start it")
-        if not experiment.is_hamtune():
-            raise ExperimentError(
-                f"--resume: {experiment.uri} is not a hamtune experiment (no {experiment.uri}/hamtune.json); "
-                "refusing to load its state"
-            )
+        check_resumable(sweep, experiment)
         data = prepare_saved(sweep.data, experiment, needs="resume needs the same data")
     else:
         if experiment.exists() and not dry_run:
