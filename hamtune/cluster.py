@@ -19,6 +19,7 @@ from hamtune.data.remote import is_uri
 from hamtune.errors import ConfigError, ExperimentError
 from hamtune.experiment import Experiment
 from hamtune.faults import FAULTS_ENV
+from hamtune.models import WEIGHTS_BASE_URL_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +31,21 @@ DRIVER_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 # macOS and Windows) binds every server it starts (GCS, raylet, workers, runtime-env agent) to
 # 127.0.0.1 instead of all interfaces. Ray reads it once, when it is first imported.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+#: Settings of the driver's environment that every trial, on every node, must see too.
+FORWARDED_ENV = (FAULTS_ENV, WEIGHTS_BASE_URL_ENV)
 
 
 def init_ray(address: str | None) -> None:
     """Join `address` (auto, host:port) or start a private local Ray instance on loopback only.
 
     The private instance has no dashboard and listens on 127.0.0.1 alone (call this before
-    anything imports Ray). Fault-test settings (`HAMTUNE_FAULTS`) travel to the workers.
+    anything imports Ray). `FORWARDED_ENV` settings (fault tests, a weights mirror) travel to the workers.
     """
     for key, value in {**DRIVER_ENV, **({} if address else LOOPBACK_ENV)}.items():
         os.environ.setdefault(key, value)
     import ray
 
-    env_vars = {**WORKER_ENV, **{key: os.environ[key] for key in (FAULTS_ENV,) if key in os.environ}}
+    env_vars = {**WORKER_ENV, **{key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}}
     kwargs: dict[str, Any] = {
         "runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING,
         "log_to_driver": True,
