@@ -61,6 +61,7 @@ def _train(args: argparse.Namespace) -> int:
             "cache_dir": args.cache_dir,
         },
         "space": {"models": [args.model]},
+        "search": {"seed": args.seed},
         "scheduler": "none",  # one trial: nothing to compare it with
         "training": {
             "epochs": args.epochs, "warmup_epochs": 2 if args.warmup_epochs is None else args.warmup_epochs,
@@ -69,6 +70,7 @@ def _train(args: argparse.Namespace) -> int:
             "weights": args.weights, "mixed_precision": not args.no_mixed_precision,
             "augmentation": args.augmentation,
         },
+        "resources": {"cpus_per_trial": args.cpus},
     }, source="command line")
     mode = sweep.training.mode_for(args.model)
     params = {
@@ -79,7 +81,8 @@ def _train(args: argparse.Namespace) -> int:
     data = prepare_data(sweep.data)
     print(f"training {args.model} {_MODE_TEXT[mode]} on {data.index.root} ({len(data.index)} images) at "
           f"{args.image_size}px, augmentation {sweep.training.augmentation_for(args.model)}")
-    state = run_trial(params, sweep.training, data, ConsoleReporter(), cpus=args.cpus, use_gpu=None, seed=args.seed)
+    state = run_trial(params, sweep.training, data, ConsoleReporter(), cpus=sweep.resources.cpus_per_trial,
+                      use_gpu=None, seed=sweep.search.seed)
     print(f"best epoch {state.best_epoch}: val_macro_f1 {state.best_score:.4f}, "
           f"val_balanced_accuracy {state.best.get('val_balanced_accuracy', float('nan')):.4f}")
     return 0

@@ -189,6 +189,9 @@ class SweepConfig:
 
 
 SEED = Interval(int, 0, 2**32 - 1)  # numpy's seed range
+#: `search.seed`: each trial trains with it plus an offset below 10_000 (`hamtune.trainable.trial_seed`),
+#: which must stay in numpy's range: (2**31 - 1) + 9_999 < 2**32 - 1.
+SEARCH_SEED = Interval(int, 0, 2**31 - 1)
 POSITIVE_INT = Interval(int, 1, None)
 COUNT = Interval(int, 0, None)
 FRACTION = Interval(float, 0, 1, "neither")
@@ -224,7 +227,7 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "unfreeze_depth": Field(None, Later("a mapping of each model in space.models to {low, high}")),
         },
         "search": {
-            "seed": Field(0, SEED),
+            "seed": Field(0, SEARCH_SEED),
             "trials": Field(64, POSITIVE_INT),
             "max_concurrent": Field(4, POSITIVE_INT),
             "points_to_evaluate": Field([], Later("a list of {model, learning_rate, dropout, ...} mappings")),

@@ -147,7 +147,8 @@ BAD_VALUES = [
     ("space.unfreeze_depth", [0, 3], r"space\.unfreeze_depth must be a mapping of each model in space\.models to \{low, high\}, got \[0, 3\]"),
     ("search.trials", 0, r"search\.trials must be an int in \[1, inf\), got 0"),
     ("search.max_concurrent", 0, r"search\.max_concurrent must be an int in \[1, inf\), got 0"),
-    ("search.seed", 1.5, r"search\.seed must be an int in \[0, 4294967295\], got 1\.5"),
+    ("search.seed", 1.5, r"search\.seed must be an int in \[0, 2147483647\], got 1\.5"),
+    ("search.seed", 2**31, r"search\.seed must be an int in \[0, 2147483647\], got 2147483648"),
     ("search.points_to_evaluate", {"model": "x"}, r"search\.points_to_evaluate must be a list of .*, got \{'model': 'x'\}"),
     ("search.points_to_evaluate", ["densenet121"], r"search\.points_to_evaluate\[0\] must be a mapping, got 'densenet121'"),
     ("search.points_to_evaluate", [{**POINT, "learning_rate": 0.5}],
@@ -190,6 +191,18 @@ BAD_VALUES = [
     ("storage", 5, r"storage must be a local path or a file://, gs://, s3:// URI, got 5"),
     ("failures.max_retries", -1, r"failures\.max_retries must be an int in \[0, inf\), got -1"),
 ]
+
+
+def test_the_highest_search_seed_leaves_room_for_every_trial_seed() -> None:
+    """Trials train with `trial_seed` (search.seed plus a per-configuration offset), which seeds numpy."""
+    import numpy as np
+
+    from hamtune.trainable import trial_seed
+
+    top = parse_sweep({"name": "x", "search": {"seed": 2**31 - 1}}).search.seed
+    for i in range(1000):
+        point = {**POINT, "learning_rate": 1.0e-5 * (1 + i), "dropout": i % 50 / 100}
+        np.random.RandomState(trial_seed(top, point))  # ValueError past 2**32 - 1
 
 
 @pytest.mark.parametrize(("key", "value", "message"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])

@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,8 @@ def split_dataset(
     Returns columns `SPLIT_COLUMNS`, sorted by `image_id`. Extra input columns are ignored.
     """
     n_val, n_test = _folds_for(val, test)
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**32:
+        raise ConfigError(f"`seed` must be an int in [0, 2**32 - 1] (numpy's seed range), got {seed!r}")
     if rare not in RARE_POLICIES:
         raise ConfigError(f"`rare` must be one of {list(RARE_POLICIES)}, got {rare!r}")
     table = _validated_labels(labels)

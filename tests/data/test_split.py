@@ -108,6 +108,8 @@ def test_rare_train_fallback_on_the_real_sample(sample_dir: Path, caplog: pytest
         ({"val": 0.6, "test": 0.5}, r"`val \+ test` must leave data for train.*val=0.6, test=0.5"),
         ({"val": 0.5, "test": 0.48}, r"`val \+ test` must leave data for train"),
         ({"rare": "drop"}, r"`rare` must be one of \['error', 'train'\], got 'drop'"),
+        ({"seed": -1}, r"`seed` must be an int in \[0, 2\*\*32 - 1\] \(numpy's seed range\), got -1"),
+        ({"seed": 2**32}, r"`seed` must be an int in \[0, 2\*\*32 - 1\] .*, got 4294967296"),
     ],
 )
 def test_bad_arguments_are_config_errors(synthetic_labels: pd.DataFrame, kwargs: dict, match: str) -> None:
