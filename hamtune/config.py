@@ -29,6 +29,7 @@ from hamtune.constraints import (
     REQUIRED,
     Text,
 )
+from hamtune import study
 from hamtune.errors import ConfigError
 
 #: What one model's `training.weights` may be.
@@ -46,6 +47,8 @@ AUGMENTATIONS: tuple[str, ...] = ("auto", "none", "flips", "full")
 AUTO_AUGMENTATION: dict[str, str] = {SCRATCH: "flips", TRANSFER: "full"}
 #: `search.sampler`: Optuna's TPE, or uniform random sampling as a baseline.
 SAMPLERS: tuple[str, ...] = ("tpe", "random")
+#: `search.storage`: where the Optuna study lives when not in the default journal file.
+STUDY_URL_RULE = "an Optuna storage URL (sqlite:///FILE, postgresql://USER@HOST/DB or mysql://USER@HOST/DB)"
 #: `with_overrides` keywords (the CLI's flags) and the sweep key each one replaces.
 OVERRIDES: dict[str, str] = {"name": "name", "data_dir": "data.dir", "storage": "storage", "trials": "search.trials"}
 
@@ -108,6 +111,7 @@ class SearchConfig:
     max_concurrent: int
     points_to_evaluate: tuple[TrialPoint, ...]
     sampler: str = "tpe"  # "tpe" (hamtune's search) or "random" (a baseline to compare it with)
+    storage: str | None = None  # an Optuna storage URL; None: a journal file in the experiment
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,9 @@ SEED = Interval(int, 0, 2**32 - 1)  # numpy's seed range
 #: `search.seed`: each trial trains with it plus an offset below 10_000 (`hamtune.trainable.trial_seed`),
 #: which must stay in numpy's range: (2**31 - 1) + 9_999 < 2**32 - 1.
 SEARCH_SEED = Interval(int, 0, 2**31 - 1)
+#: `data.image_size`: HAM10000's images are 600x450, so a larger size only upsamples them, and the
+#: cache holds size**2 * 3 bytes per image (3 MiB at 1024, 31 GB for HAM10000): far above is a typo.
+IMAGE_SIZE = Interval(int, 32, 1024)
 POSITIVE_INT = Interval(int, 1, None)
 COUNT = Interval(int, 0, None)
 FRACTION = Interval(float, 0, 1, "neither")
@@ -212,11 +219,11 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
         "data": {
             "dir": Field(None, Nullable(Location())),
             "format": Field("auto", OneOf(("auto", "kaggle", "isic2018"))),
-            "image_size": Field(224, Interval(int, 32, None)),
+            "image_size": Field(224, IMAGE_SIZE),
             "val_fraction": Field(0.15, FRACTION),
             "test_fraction": Field(0.15, FRACTION),
             "split_seed": Field(0, SEED),
-            "cache_dir": Field(None, Nullable(Location(schemes=()))),
+            "cache_dir": Field(None, Nullable(Location(schemes=(), directory=True))),
             "synthetic": {"images": Field(1000, POSITIVE_INT), "seed": Field(0, SEED)},
         },
         "space": {
@@ -232,6 +239,7 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "max_concurrent": Field(4, POSITIVE_INT),
             "points_to_evaluate": Field([], Later("a list of {model, learning_rate, dropout, ...} mappings")),
             "sampler": Field("tpe", OneOf(SAMPLERS)),
+            "storage": Field(None, Nullable(Text(study.URL_PATTERN, STUDY_URL_RULE))),
         },
         "scheduler": {
             "type": Field("asha", OneOf(("asha", SCHEDULER_NONE))),
@@ -254,7 +262,7 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "gpus_per_trial": Field(0.0, GpuCount()),
             "per_model": Field({}, Later("a mapping of models in space.models to {cpus, gpus}")),
         },
-        "storage": Field("~/hamtune-runs", Location()),
+        "storage": Field("~/hamtune-runs", Location(directory=True)),
         "failures": {"max_retries": Field(2, COUNT)},
     }
 

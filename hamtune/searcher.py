@@ -5,7 +5,8 @@ last score, so a trial that ASHA stopped after 2 of 20 epochs would reach TPE as
 score were what the configuration finally gives. Optuna has a state for exactly that, PRUNED:
 its TPE ranks pruned trials by how far they got and by their last intermediate value, below
 every complete trial. `PruningOptunaSearch` tells such trials as PRUNED, with the per-epoch
-intermediate values `on_trial_result` already reported.
+intermediate values `on_trial_result` already reported. A trial that errored (after its retries)
+is told as FAIL, whatever it reported before, as the tables record it.
 
 A trial tells its own end: the report of its last epoch carries `FINISHED_KEY` (it ran every
 epoch, or its patience ran out), and a diverged trial's last report carries `DIVERGED_KEY`. A
@@ -20,10 +21,12 @@ from functools import partial
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from ray.tune.search.optuna import OptunaSearch
 
 from hamtune.config import SweepConfig
 from hamtune.space import define_space, make_sampler, points_to_evaluate
+from hamtune.study import RAY_TRIAL_ATTR
 from hamtune.trainable import DIVERGED_KEY, FINISHED_KEY, SEARCH_METRIC
 
 logger = logging.getLogger(__name__)
@@ -46,11 +49,24 @@ class PruningOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
 
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        suggestion = super().suggest(trial_id)
+        if trial_id in self._ot_trials:  # what joins the study to the tables (`trial_id`)
+            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        return suggestion
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if error or trial_id in self._completed_trials or not is_pruned(result, self.max_epochs):
-            super().on_trial_complete(trial_id, result=result, error=error)
+        if trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)  # Ray's warning
             return
         ot_trial = self._ot_trials[trial_id]
+        if error:  # Ray tells an errored trial COMPLETE with its last score when it reported one
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
+        if not is_pruned(result, self.max_epochs):
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
         # Tune does not pass the result that made the scheduler stop a trial to `on_trial_result`:
         # report it here, so the pruned trial's last intermediate value is its last epoch's.
         step = int(result[STEP_KEY])
@@ -62,10 +78,11 @@ class PruningOptunaSearch(OptunaSearch):
                      trial_id, result.get("epoch"))
 
 
-def make_searcher(sweep: SweepConfig) -> PruningOptunaSearch:
-    """The searcher over the sweep's define-by-run space, with the seeded sampler."""
+def make_searcher(sweep: SweepConfig, storage: BaseStorage) -> PruningOptunaSearch:
+    """The searcher over the sweep's define-by-run space, with the seeded sampler, keeping its
+    study (named after the sweep) in `storage`."""
     return PruningOptunaSearch(
         space=partial(define_space, space=sweep.space), metric=SEARCH_METRIC, mode="max",
         sampler=make_sampler(sweep.search.seed, sweep.search.sampler, sweep.search.trials), points_to_evaluate=points_to_evaluate(sweep) or None,
-        max_epochs=sweep.scheduler.max_epochs,
+        max_epochs=sweep.scheduler.max_epochs, storage=storage, study_name=sweep.name,
     )

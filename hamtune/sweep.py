@@ -13,7 +13,7 @@ import math
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hamtune.cluster import Capacity, capacity, check_cluster_paths, check_fits, cluster_hosts, init_ray
 from hamtune.config import SCRATCH, SweepConfig, to_dict
@@ -24,7 +24,11 @@ from hamtune.experiment import Experiment, experiment_for
 from hamtune.models import check_weights_file
 from hamtune.resume import check_resumable
 from hamtune.space import describe_space
+from hamtune.study import open_storage, study_location
 from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, SEARCH_METRIC, TrialDiverged, run_trial, trial_seed
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
 
 logger = logging.getLogger(__name__)
 
@@ -119,14 +123,15 @@ def _trainable(sweep: SweepConfig, data: PreparedData) -> Any:
     return tune.with_resources(trainable, partial(trial_resources, sweep=sweep))
 
 
-def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metadata: dict[str, Any]) -> Any:
+def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metadata: dict[str, Any],
+           storage: BaseStorage) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from hamtune.recorder import ResultRecorder
     from hamtune.searcher import make_searcher
 
-    searcher = make_searcher(sweep)
+    searcher = make_searcher(sweep, storage)
     if sweep.scheduler.type == "asha":
         scheduler = ASHAScheduler(
             time_attr="training_iteration", max_t=sweep.scheduler.max_epochs,
@@ -178,7 +183,8 @@ def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: Experimen
 
     from hamtune.data.split import split_summary
 
-    lines = [f"experiment: {experiment.uri}", "", "resolved config:",
+    study = study_location(sweep, experiment)
+    lines = [f"experiment: {experiment.uri}", f"Optuna study: {study.name!r} in {study.storage}", "", "resolved config:",
              yaml.safe_dump(to_dict(sweep), sort_keys=False).rstrip(), "", "search space:"]
     lines += [f"  {line}" for line in describe_space(sweep.space)]
     lines += ["", "training mode per model:"]
@@ -232,6 +238,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     # this machine find the cache built.
     open_cache(data.index, data.image_size, data.cache_dir)
 
+    study = study_location(sweep, experiment)
     metadata = {
         "sweep_file": sweep.text, "config": to_dict(sweep), "versions": versions(),
         "dataset_fingerprint": data.index.fingerprint, "split_seed": data.split_seed,
@@ -245,12 +252,17 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
         echo(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable=_trainable(sweep, data), resume_errored=True)
     else:
+        # A database is opened before anything is written (a bad URL stops here); a journal file
+        # goes into the experiment directory, once it exists.
+        storage = None if study.is_journal else open_storage(study, sweep.source)
         experiment.create(
             sweep.text, to_dict(sweep), data.split,
             {"fingerprint": data.index.fingerprint, "split_seed": data.split_seed, **versions()},
         )
-        tuner = _tuner(sweep, data, experiment, metadata)
+        tuner = _tuner(sweep, data, experiment, metadata, storage or open_storage(study, sweep.source))
     echo(f"sweep {sweep.name}: {sweep.search.trials} trials of {', '.join(sweep.space.models)} -> {experiment.uri}")
+    echo(f"Optuna study {study.name!r} in {study.storage}; watch it live with `{study.dashboard_command()}` "
+         "(pip install 'hamtune[dashboard]')")
     try:
         results = tuner.fit()
     except OSError as error:  # Ray's own experiment-state or checkpoint writes (disk full, permissions)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 
 from hamtune.labels import CLASSES
 from hamtune.metrics import SCALAR_METRICS
-from tests.conftest import hamtune_env, tiny_sweep_yaml
+from tests.conftest import assert_study_agrees_with_tables, hamtune_env, tiny_sweep_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +76,13 @@ def test_every_epoch_reports_every_metric_for_both_backbones(smoke: dict) -> Non
         assert rows["confusion_matrix"].map(lambda m: sum(map(sum, m))).eq((split["split"] == "val").sum()).all()
 
 
+def test_the_optuna_study_outlives_the_sweep_and_agrees_with_the_tables(smoke: dict) -> None:
+    import optuna
+
+    trials = assert_study_agrees_with_tables(smoke["experiment"])
+    assert {trial.state for trial in trials.values()} == {optuna.trial.TrialState.COMPLETE}
+
+
 def test_tables_carry_provenance_metadata(smoke: dict) -> None:
     meta = pq.read_schema(smoke["experiment"] / "trials.parquet").metadata
     assert meta[b"hamtune.sweep_file"].decode() == smoke["file"].read_text()
@@ -95,6 +103,9 @@ def test_split_is_saved_lesion_clean(smoke: dict) -> None:
 
 def test_cli_prints_top_trials_and_table_paths(smoke: dict) -> None:
     out = smoke["result"].stdout
+    journal = smoke["experiment"] / "optuna.journal"
+    assert (f"Optuna study 'tiny' in {journal}; watch it live with `optuna-dashboard --host 127.0.0.1 "
+            f"{journal}` (pip install 'hamtune[dashboard]')") in out
     assert "top trials by val_macro_f1" in out
     assert str(smoke["experiment"] / "trials.parquet") in out
     assert str(smoke["experiment"] / "epochs.parquet") in out
@@ -162,3 +173,61 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, hamtune_cach
                      "convnext_small: 1 CPU, 0 GPU -> 2 at once", "train_images", "fingerprint"):
         assert expected in out, expected
     assert not (tmp_path / "runs" / "dry").exists()
+
+
+def test_optuna_dashboard_serves_the_finished_sweeps_study_on_loopback_only(smoke: dict) -> None:
+    """The real optuna-dashboard server, started as hamtune's start-up line says, reads the
+    finished sweep's journal: its HTTP API returns the study and every trial with its Ray trial
+    id, state and per-epoch values, and the server listens on 127.0.0.1 and nowhere else."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    journal = smoke["experiment"] / "optuna.journal"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("optuna-dashboard")), "--host", "127.0.0.1", "--port", str(port),
+         "--quiet", str(journal)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def get(path: str) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            return None
+
+    try:
+        deadline = time.monotonic() + 60
+        while (studies := get("/api/studies")) is None:
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.stderr else ""
+            time.sleep(0.5)
+        [summary] = studies["study_summaries"]
+        assert summary["study_name"] == "tiny"
+        detail = get(f"/api/studies/{summary['study_id']}")
+        tables = pd.read_parquet(smoke["experiment"] / "trials.parquet")
+        served = {next(a["value"] for a in t["user_attrs"] if a["key"] == "ray_trial_id"): t for t in detail["trials"]}
+        assert sorted(served) == sorted(tables["trial_id"])
+        assert {t["state"] for t in served.values()} == {"Complete"}
+        assert all([v["step"] for v in t["intermediate_values"]] == [1, 2] for t in served.values())
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4/IPv6 addresses with a socket listening on `port`, from Linux's /proc/net/tcp{,6}."""
+    import ipaddress
+
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                # The kernel prints each 32-bit word in host (little-endian) order.
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, width // 2, 4))
+                found.add(str(ipaddress.ip_address(words)))
+    return found
