@@ -101,23 +101,43 @@ class Text:
 
 @dataclass(frozen=True)
 class Location:
-    """A local path (made absolute against the current directory) or a URI with an allowed scheme."""
+    """A local path (made absolute against the current directory) or a URI with an allowed scheme.
+
+    With `directory`, a local path (or file:// URI) must be a directory or not exist yet: one that
+    is, or lies under, a file would only fail when something is first written there, mid-run.
+    """
 
     schemes: tuple[str, ...] = URI_SCHEMES
+    directory: bool = False
 
     def clean(self, value: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise ValueError("")
         if "://" in value:
-            if value.split("://", 1)[0].lower() not in self.schemes:
+            scheme, path = value.split("://", 1)
+            if scheme.lower() not in self.schemes:
                 raise ValueError("")
+            if self.directory and scheme.lower() == "file":
+                _check_directory(path)
             return value
-        return os.path.abspath(os.path.expanduser(value))
+        path = os.path.abspath(os.path.expanduser(value))
+        if self.directory:
+            _check_directory(path)
+        return path
 
     def __str__(self) -> str:
         if not self.schemes:
             return "a local path"
         return "a local path or a " + ", ".join(f"{s}://" for s in self.schemes) + " URI"
+
+
+def _check_directory(path: str) -> None:
+    """Raise when `path`, or the nearest part of it that exists, is not a directory."""
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing) and existing != os.path.dirname(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f" ({existing} exists and is not a directory)")
 
 
 @dataclass(frozen=True)

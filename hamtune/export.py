@@ -47,7 +47,7 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     from hamtune.experiment import CONFIG_FILE
     from hamtune.labels import CLASSES
     from hamtune.models import build_model
-    from hamtune.refit import SELECTION_METRIC, choose_trial, open_experiment
+    from hamtune.refit import SELECTION_METRIC, choose_trial, new_or_empty_dir, open_experiment
     from hamtune.tables import METRIC_COLUMNS
     from hamtune.trainable import PARAMS, trial_seed
 
@@ -55,7 +55,7 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     trial = choose_trial(load_results([experiment.uri], SELECTION_METRIC).trials, rank, trial_id)
     if pd.isna(trial["checkpoint"]):
         raise ExperimentError(f"trial {trial['trial_id']} has no checkpoint to export (status {trial['status']})")
-    target = _empty_dir(Path(out))
+    target = new_or_empty_dir(out)
     sweep = parse_sweep(json.loads(experiment.read_text(CONFIG_FILE)), source=f"{experiment.uri}/{CONFIG_FILE}")
     params = {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in PARAMS}
     seed = trial_seed(sweep.search.seed, params)
@@ -78,20 +78,13 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
         "training": to_dict(sweep)["training"],
     }
     try:
+        target.mkdir(parents=True, exist_ok=True)
         model.save(target / KERAS_FILE)
         model.export(str(target / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
         (target / INFO_FILE).write_text(json.dumps(info, indent=2))
     except OSError as error:
         raise ExperimentError(f"cannot write the exported model into {target}: {error}") from error
     return ExportResult(target, info)
-
-
-def _empty_dir(path: Path) -> Path:
-    path = path.expanduser().resolve()
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ExperimentError(f"{path} already exists and is not an empty directory: choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _load_checkpoint(location: str, model: Any) -> None:

@@ -118,9 +118,14 @@ def _out_dir(experiment: Experiment, trial_id: str, out: str | None) -> Path:
         if experiment.is_remote:
             raise ExperimentError(f"{experiment.uri} is remote: pass --out DIR for the refit's files")
         out = f"{experiment.uri}/refit_{trial_id}"
+    return new_or_empty_dir(out)
+
+
+def new_or_empty_dir(out: str) -> Path:
+    """`--out` resolved; refused when it exists as anything but an empty directory, so nothing is overwritten."""
     path = Path(out).expanduser().resolve()
-    if path.exists() and any(path.iterdir()):
-        raise ExperimentError(f"{path} already exists and is not empty: choose another --out or remove it")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ExperimentError(f"{path} already exists and is not an empty directory: choose another --out or remove it")
     return path
 
 

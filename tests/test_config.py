@@ -118,6 +118,8 @@ BAD_VALUES = [
     ("data.test_fraction", 0, r"data\.test_fraction must be a float in \(0, 1\), got 0"),
     ("data.split_seed", -1, r"data\.split_seed must be an int in \[0, 4294967295\], got -1"),
     ("data.cache_dir", "s3://bucket/cache", r"data\.cache_dir must be null or a local path, got 's3://bucket/cache'"),
+    ("data.cache_dir", f"{__file__}/cache", r"data\.cache_dir must be null or a local path, got '.*test_config\.py/cache' "
+                                           r"\(.*test_config\.py exists and is not a directory\)"),
     ("data.synthetic.images", 0, r"data\.synthetic\.images must be an int in \[1, inf\), got 0"),
     ("data", [1], r"data must be a mapping, got \[1\]"),
     ("space.models", [], r"space\.models must be a non-empty list of distinct models from convnext_small, densenet121, got \[\]"),
@@ -189,6 +191,8 @@ BAD_VALUES = [
     ("resources.per_model", [], r"resources\.per_model must be a mapping of models in space\.models to \{cpus, gpus\}, got \[\]"),
     ("storage", "hdfs://namenode/runs", r"storage must be a local path or a file://, gs://, s3:// URI, got 'hdfs://namenode/runs'"),
     ("storage", 5, r"storage must be a local path or a file://, gs://, s3:// URI, got 5"),
+    ("storage", __file__, r"storage must be .* URI, got '.*test_config\.py' \(.*test_config\.py exists and is not a directory\)"),
+    ("storage", f"file://{__file__}/runs", r"storage must be .* URI, got 'file://.*/runs' \(.*test_config\.py exists and is not"),
     ("failures.max_retries", -1, r"failures\.max_retries must be an int in \[0, inf\), got -1"),
 ]
 

@@ -127,9 +127,12 @@ def test_zero_epochs_is_a_config_error(handmade_experiment: Path) -> None:
 def test_a_non_empty_output_directory_is_never_overwritten(handmade_experiment: Path, tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
-    with pytest.raises(ExperimentError, match="already exists and is not empty"):
+    with pytest.raises(ExperimentError, match="already exists and is not an empty directory"):
         refit(str(handmade_experiment), out=str(tmp_path / "taken"))
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(ExperimentError, match="file already exists and is not an empty directory"):
+        refit(str(handmade_experiment), out=str(tmp_path / "file"))
 
 
 def test_a_remote_experiment_needs_an_explicit_output_directory() -> None:

@@ -141,8 +141,13 @@ def _classes_missing_a_split(table: pd.DataFrame) -> dict[str, str]:
 def write_split(split: pd.DataFrame, path: Path) -> None:
     """Write the split CSV atomically: a reader sees the old file or the whole new one, never half."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory: the split is written to a CSV file, e.g. {path / 'split.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the split file {path}: {exc}") from exc
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             split.loc[:, list(SPLIT_COLUMNS)].to_csv(handle, index=False)

@@ -159,6 +159,17 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, synthetic_labels: pd.Da
     assert [p.name for p in tmp_path.iterdir()] == ["split.csv"]
 
 
+def test_writing_the_split_onto_a_directory_or_under_a_file_is_refused(tmp_path: Path,
+                                                                       synthetic_labels: pd.DataFrame) -> None:
+    split = split_dataset(synthetic_labels, seed=0)
+    with pytest.raises(ConfigError, match=rf"{tmp_path} is a directory: .* e\.g\. {tmp_path}/split\.csv"):
+        write_split(split, tmp_path)
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(ConfigError, match=r"cannot write the split file .*file/split\.csv"):
+        write_split(split, tmp_path / "file" / "split.csv")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
 def write_rows(path: Path, header: str, *rows: str) -> Path:
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
