@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from hamtune import study
 from hamtune.constraints import (
     Field,
     GpuCount,
@@ -29,7 +30,6 @@ from hamtune.constraints import (
     REQUIRED,
     Text,
 )
-from hamtune import study
 from hamtune.errors import ConfigError
 
 #: What one model's `training.weights` may be.

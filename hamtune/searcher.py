@@ -6,7 +6,9 @@ score were what the configuration finally gives. Optuna has a state for exactly 
 its TPE ranks pruned trials by how far they got and by their last intermediate value, below
 every complete trial. `PruningOptunaSearch` tells such trials as PRUNED, with the per-epoch
 intermediate values `on_trial_result` already reported. A trial that errored (after its retries)
-is told as FAIL, whatever it reported before, as the tables record it.
+is told as FAIL, whatever it reported before, as the tables record it. A trial the study already
+holds as finished (told just before a driver was killed, then run again by `--resume`) is left as
+it is.
 
 A trial tells its own end: the report of its last epoch carries `FINISHED_KEY` (it ran every
 epoch, or its patience ran out), and a diverged trial's last report carries `DIVERGED_KEY`. A
@@ -61,7 +63,7 @@ class PruningOptunaSearch(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         if error:  # Ray tells an errored trial COMPLETE with its last score when it reported one
-            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             self._completed_trials.add(trial_id)
             return
         if not is_pruned(result, self.max_epochs):
@@ -72,7 +74,7 @@ class PruningOptunaSearch(OptunaSearch):
         step = int(result[STEP_KEY])
         if step not in ot_trial._cached_frozen_trial.intermediate_values:  # report() would warn
             ot_trial.report(float(result[SEARCH_METRIC]), step)
-        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         self._completed_trials.add(trial_id)
         logger.debug("trial %s stopped by the scheduler at epoch %s: told to Optuna as PRUNED",
                      trial_id, result.get("epoch"))
