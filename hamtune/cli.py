@@ -139,11 +139,13 @@ class ConsoleReporter:
 def _sweep(args: argparse.Namespace) -> int:
     import optuna
 
+    from hamtune.cluster import check_address
     from hamtune.config import load_sweep, with_overrides
     from hamtune.sweep import run_sweep
 
     # Optuna's INFO lines ("A new study created in memory") repeat what the sweep's header says.
     optuna.logging.set_verbosity(optuna.logging.DEBUG if args.debug else optuna.logging.WARNING)
+    check_address(args.address)
     sweep = load_sweep(Path(args.sweep_file))
     sweep = with_overrides(sweep, data_dir=args.data, storage=args.storage, name=args.name, trials=args.trials)
     result = run_sweep(sweep, address=args.address, resume=args.resume, dry_run=args.dry_run)

@@ -35,6 +35,18 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 FORWARDED_ENV = (FAULTS_ENV, WEIGHTS_BASE_URL_ENV)
 
 
+def check_address(address: str | None) -> None:
+    """Refuse a malformed `--address` before anything starts: Ray retries an impossible port for minutes.
+
+    Allowed: auto, local (a private instance), or [ray://]HOST:PORT with a TCP port.
+    """
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--address must be auto, local or HOST:PORT with a port in [1, 65535], got {address!r}")
+
+
 def init_ray(address: str | None) -> None:
     """Join `address` (auto, host:port) or start a private local Ray instance on loopback only.
 

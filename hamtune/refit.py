@@ -206,11 +206,15 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     host:port, or "local" for a private instance) it runs as one Ray task with the resources a
     trial of that model had; the files are written here, by the driver.
     """
+    from hamtune.cluster import check_address
     from hamtune.config import parse_sweep, to_dict
     from hamtune.sweep import versions
     from hamtune.data.prepared import prepare_saved
     from hamtune.trainable import PARAMS, trial_seed
 
+    if cpus is not None and not cpus > 0:  # NaN included
+        raise ConfigError(f"--cpus must be > 0, got {cpus}")
+    check_address(address)
     experiment = open_experiment(location)
     results = load_results([experiment.uri], SELECTION_METRIC)
     trial = choose_trial(results.trials, rank, trial_id)

@@ -124,6 +124,17 @@ def test_zero_epochs_is_a_config_error(handmade_experiment: Path) -> None:
         refit(str(handmade_experiment), epochs=0)
 
 
+@pytest.mark.parametrize("cpus", [0, -1, float("nan")])
+def test_cpus_must_be_positive(handmade_experiment: Path, cpus: float) -> None:
+    with pytest.raises(ConfigError, match=f"--cpus must be > 0, got {cpus}"):
+        refit(str(handmade_experiment), cpus=cpus)
+
+
+def test_a_malformed_address_is_refused_before_ray_starts(handmade_experiment: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--address must be auto, local or HOST:PORT with a port in \[1, 65535\], got 'head:99999'"):
+        refit(str(handmade_experiment), address="head:99999")
+
+
 def test_a_non_empty_output_directory_is_never_overwritten(handmade_experiment: Path, tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")

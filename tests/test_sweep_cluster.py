@@ -1,15 +1,17 @@
-"""The storage check of `run_sweep` on clusters: a head-local path is refused before any trial runs."""
+"""The cluster checks of `run_sweep`: a head-local path is refused before any trial runs, a malformed
+`--address` before Ray starts."""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
 
-from hamtune.cluster import SHARED_STORAGE_ENV, check_cluster_paths
+from hamtune.cluster import SHARED_STORAGE_ENV, check_address, check_cluster_paths
 from hamtune.config import parse_sweep
-from hamtune.errors import ExperimentError
+from hamtune.errors import ConfigError, ExperimentError
 from hamtune.experiment import experiment_for
 
 
@@ -62,3 +64,17 @@ def test_a_local_data_dir_on_several_machines_is_warned_about(
         _check(_sweep("s3://bucket/runs", "s3://bucket/ham10000"), {"10.0.0.1", "10.0.0.2"}, [])
     (record,) = caplog.records
     assert record.getMessage().startswith(f"data.dir {tmp_path} is a local path on 2 machines")
+
+
+@pytest.mark.parametrize("address", [None, "auto", "local", "10.0.0.1:6379", "head-node:6379", "ray://head:10001",
+                                     "[::1]:6379"])
+def test_addresses_ray_can_join_are_accepted(address: str | None) -> None:
+    check_address(address)
+
+
+@pytest.mark.parametrize("address", ["head", ":6379", "head:", "head:port", "head:0", "head:99999", "ray://head"])
+def test_a_malformed_address_is_refused_naming_the_allowed_forms(address: str) -> None:
+    # Ray itself would retry an impossible port for minutes before giving up.
+    with pytest.raises(ConfigError, match=r"--address must be auto, local or HOST:PORT with a port in \[1, 65535\], "
+                                          rf"got '{re.escape(address)}'"):
+        check_address(address)
