@@ -24,6 +24,7 @@ import yaml
 
 from hamtune.data.synth import write_synthetic
 from tests.conftest import hamtune_env
+from tests.handmade import trial_row, write_results
 
 METADATA = "HAM10000_metadata.csv"
 PART_1 = "HAM10000_images_part_1"
@@ -141,6 +142,23 @@ def _wrong_weights_in_sweep(where: Path, inputs: Inputs) -> list[str]:
     return sweep_file(where, training__weights={"densenet121": str(_other_weights(where))})
 
 
+def _file(where: Path) -> Path:
+    """An existing file where a directory is expected."""
+    path = where / "afile"
+    path.write_text("not a directory")
+    return path
+
+
+def _refit_into_a_file(where: Path, inputs: Inputs) -> list[str]:
+    experiment = write_results(where / "runs" / "exp", [trial_row("t1")])
+    (experiment / "hamtune.json").write_text(json.dumps({"name": "exp"}))
+    return ["refit", str(experiment), "--out", str(_file(where))]
+
+
+def _train(inputs: Inputs, *flags: str) -> list[str]:
+    return ["train", "--data", str(inputs.synthetic), "--weights", "none", "--image-size", "32", "--epochs", "1", *flags]
+
+
 CASES = [
     Case("malformed YAML", lambda w, i: sweep_file(w, text="name: bad\nspace: {models: [densenet121\n"),
          ("bad.yaml:3", "invalid YAML")),
@@ -177,6 +195,23 @@ CASES = [
          ("other.weights.h5", "does not fit backbone densenet121")),
     Case("a sweep's weights file for the wrong architecture, refused before any trial", _wrong_weights_in_sweep,
          ("bad.yaml", "training.weights.densenet121", "other.weights.h5", "does not fit backbone densenet121")),
+    Case("a search seed that the trials' seed offsets would push past numpy's range",
+         lambda w, i: sweep_file(w, search__seed=2**32 - 1), ("bad.yaml", "search.seed", "2147483647", "4294967295")),
+    Case("--storage naming an existing file", lambda w, i: [*sweep_file(w), "--storage", str(_file(w))],
+         ("bad.yaml", "storage", "afile exists and is not a directory")),
+    Case("a cache directory that is a file", lambda w, i: sweep_file(w, data__cache_dir=str(_file(w))),
+         ("bad.yaml", "data.cache_dir", "afile exists and is not a directory")),
+    Case("an image size far above the images' own", lambda w, i: sweep_file(w, data__image_size=2240),
+         ("bad.yaml", "data.image_size", "[32, 1024]", "2240")),
+    Case("--address with a port no server can listen on",
+         lambda w, i: [*sweep_file(w), "--address", "localhost:99999"], ("--address", "[1, 65535]", "localhost:99999")),
+    Case("hamtune train --seed outside numpy's range", lambda w, i: _train(i, "--seed", str(2**32)),
+         ("search.seed", "2147483647", "4294967296")),
+    Case("hamtune train --cpus that is not a positive number", lambda w, i: _train(i, "--cpus", "nan"),
+         ("resources.cpus_per_trial", "(0, inf)", "nan")),
+    Case("refit --out naming an existing file", _refit_into_a_file, ("afile", "not an empty directory", "--out")),
+    Case("data split --out naming a directory", lambda w, i: ["data", "split", str(i.synthetic), "--out", str(w)],
+         ("is a directory", "split.csv")),
 ]
 SLOW = {"more GPUs per trial than any node has", "a weights file for the wrong architecture",  # start Ray / TF
         "a sweep's weights file for the wrong architecture, refused before any trial"}
@@ -236,5 +271,10 @@ def test_the_catalogue_covers_every_bad_input_the_issue_lists() -> None:
               "unknown label", "duplicate image id", "corrupt image", "a class too small to split",
               "existing experiment name without --resume",
               "--resume of a directory that is not a hamtune experiment", "a weights file for the wrong architecture",
-              "a sweep's weights file for the wrong architecture, refused before any trial"}
+              "a sweep's weights file for the wrong architecture, refused before any trial",
+              "a search seed that the trials' seed offsets would push past numpy's range",
+              "--storage naming an existing file", "a cache directory that is a file",
+              "an image size far above the images' own", "--address with a port no server can listen on",
+              "hamtune train --seed outside numpy's range", "hamtune train --cpus that is not a positive number",
+              "refit --out naming an existing file", "data split --out naming a directory"}
     assert {case.what for case in CASES} == listed
