@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from hamtune.device import STARTUP_LINES, configure_tensorflow, replay
+from hamtune.device import STARTUP_LINES, replay
 
 
-def run_python(code: str) -> subprocess.CompletedProcess:
-    """A fresh interpreter, so TensorFlow is imported for the first time."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter, so TensorFlow is imported for the first time (`env`: added variables)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, **env})
 
 
 def test_tensorflow_start_up_lines_are_captured_not_printed() -> None:
-    result = run_python("from hamtune.device import import_tensorflow\n"
+    # Which start-up lines TensorFlow prints depends on how it was built and on the machine (CPU
+    # features, CUDA drivers), so none is expected: whatever it prints, none reaches stderr, and
+    # stderr works as before once the import is done.
+    result = run_python("import os, sys, warnings\n"
+                        "from hamtune.device import STARTUP_LINES, import_tensorflow\n"
                         "tf, startup = import_tensorflow()\n"
-                        "print(tf.__version__); print(startup)")
+                        "assert all(STARTUP_LINES.search(line) for line in startup.splitlines()), startup\n"
+                        "warnings.warn('a warning the user must see')\n"
+                        "os.write(2, b'an error written to file descriptor 2\\n')\n"
+                        "print('to sys.stderr', file=sys.stderr)\n")
     assert result.returncode == 0, result.stderr
     assert not STARTUP_LINES.search(result.stderr), result.stderr
-    # TensorFlow prints some of these on every machine (which ones depends on the CPU: oneDNN's
-    # line only where oneDNN is on by default), and they were captured, not printed.
-    assert STARTUP_LINES.search(result.stdout), result.stdout
+    for line in ("UserWarning: a warning the user must see", "an error written to file descriptor 2", "to sys.stderr"):
+        assert line in result.stderr, result.stderr
 
 
 def test_replay_keeps_everything_but_known_start_up_lines(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,22 +45,31 @@ def test_replay_keeps_everything_but_known_start_up_lines(capsys: pytest.Capture
     assert capsys.readouterr().err == output
 
 
-def test_logical_gpu_on_a_node_without_gpus_trains_on_the_cpu_with_a_warning(
-        caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="hamtune.device"):
-        assert configure_tensorflow(1, True, mixed_precision=True) is False
-    assert "no NVIDIA GPU" in caplog.text
+def test_logical_gpu_on_a_node_without_gpus_trains_on_the_cpu_with_a_warning(tmp_path: Path) -> None:
+    # A node without NVIDIA devices (paths that do not exist) and no GPU for TensorFlow, on any machine.
+    result = run_python("import logging, hamtune.device as d\n"
+                        "logging.basicConfig(level=logging.WARNING)\n"
+                        f"d.NVIDIA_DEVICES = (d.Path({str(tmp_path / 'nvidia0')!r}), d.Path({str(tmp_path / 'gpus')!r}))\n"
+                        "print(d.configure_tensorflow(1, True, mixed_precision=True))\n", CUDA_VISIBLE_DEVICES="-1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "False"
+    assert "no NVIDIA GPU" in result.stderr
 
 
 def test_gpu_trial_on_a_gpu_node_whose_tensorflow_sees_none_fails_with_the_reason(tmp_path: Path) -> None:
     device = tmp_path / "nvidia0"  # what an NVIDIA driver creates on a GPU node
     device.touch()
+    # On any machine: CUDA_VISIBLE_DEVICES=-1 hides every GPU from TensorFlow, and the CUDA start-up
+    # line is given, since which one TensorFlow prints (if any) depends on its build and the driver.
+    cuda_line = "I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used."
     result = run_python("import hamtune.device as d\n"
                         f"d.NVIDIA_DEVICES = (d.Path({str(device)!r}), d.Path({str(tmp_path / 'none')!r}))\n"
+                        "real_import = d.import_tensorflow\n"
+                        f"d.import_tensorflow = lambda: (real_import()[0], {cuda_line!r})\n"
                         "from hamtune.errors import HamtuneError\n"
                         "try:\n    d.configure_tensorflow(1, True, True)\n"
-                        "except HamtuneError as exc:\n    print(exc)\n")
+                        "except HamtuneError as exc:\n    print(exc)\n", CUDA_VISIBLE_DEVICES="-1")
     assert result.returncode == 0, result.stderr
     assert "this trial was given a GPU, but TensorFlow" in result.stdout
-    assert "finds none on this GPU node (Could not find cuda drivers" in result.stdout
+    assert "finds none on this GPU node (Could not find cuda drivers on your machine" in result.stdout
     assert "pip install 'tensorflow[and-cuda]'" in result.stdout
