@@ -243,7 +243,7 @@ def test_cross_field_rules(settings: dict[str, Any], message: str) -> None:
         ("space", {"space": {}}, "class_weight_power, dropout, learning_rate, models, unfreeze_depth"),
         ("space.learning_rate", {"space": {"learning_rate": {}}}, "high, log, low"),
         ("space.unfreeze_depth.densenet121", {"space": {"models": ["densenet121"], "unfreeze_depth": {"densenet121": {"high": 3}}}}, "high, low"),
-        ("search", {"search": {}}, "max_concurrent, points_to_evaluate, sampler, seed, trials"),
+        ("search", {"search": {}}, "max_concurrent, points_to_evaluate, sampler, seed, storage, trials"),
         ("search.points_to_evaluate[0]", {"search": {"points_to_evaluate": [dict(POINT)]}},
          "class_weight_power, dropout, learning_rate, model, unfreeze_depth"),
         ("scheduler", {"scheduler": {}}, "grace_period, max_epochs, reduction_factor, type"),
