@@ -155,6 +155,16 @@ def _refit_into_a_file(where: Path, inputs: Inputs) -> list[str]:
     return ["refit", str(experiment), "--out", str(_file(where))]
 
 
+def _started_then_edited(where: Path, *flags: str, **changes: Any) -> list[str]:
+    """An experiment started with the valid sweep, whose file is then edited (`changes`) before --resume."""
+    from hamtune.config import load_sweep, to_dict
+    from hamtune.experiment import experiment_for
+
+    sweep = load_sweep(Path(sweep_file(where)[1]))
+    experiment_for(sweep.storage, sweep.name).create(sweep.text, to_dict(sweep), pd.DataFrame(), {"fingerprint": "f"})
+    return [*sweep_file(where, **changes), "--resume", *flags]
+
+
 def _train(inputs: Inputs, *flags: str) -> list[str]:
     return ["train", "--data", str(inputs.synthetic), "--weights", "none", "--image-size", "32", "--epochs", "1", *flags]
 
@@ -210,11 +220,20 @@ CASES = [
     Case("hamtune train --cpus that is not a positive number", lambda w, i: _train(i, "--cpus", "nan"),
          ("resources.cpus_per_trial", "(0, inf)", "nan")),
     Case("refit --out naming an existing file", _refit_into_a_file, ("afile", "not an empty directory", "--out")),
+    Case("--resume with a sweep file edited since the experiment started",
+         lambda w, i: _started_then_edited(w, search__seed=3),
+         ("bad.yaml", "--resume", "search.seed: 0 then, 3 now", "--name")),
+    Case("--trials with --resume", lambda w, i: _started_then_edited(w, "--trials", "5"),
+         ("bad.yaml", "search.trials: 1 then, 5 now", "--trials cannot extend it")),
+    Case("an Optuna storage URL that cannot be opened",
+         lambda w, i: sweep_file(w, search__storage=f"sqlite:///{w}/no/such/dir/studies.db"),
+         ("bad.yaml", "search.storage", "no/such/dir/studies.db", "unable to open database file")),
     Case("data split --out naming a directory", lambda w, i: ["data", "split", str(i.synthetic), "--out", str(w)],
          ("is a directory", "split.csv")),
 ]
 SLOW = {"more GPUs per trial than any node has", "a weights file for the wrong architecture",  # start Ray / TF
-        "a sweep's weights file for the wrong architecture, refused before any trial"}
+        "a sweep's weights file for the wrong architecture, refused before any trial",
+        "an Optuna storage URL that cannot be opened"}
 
 
 @pytest.fixture(scope="session")
@@ -276,5 +295,7 @@ def test_the_catalogue_covers_every_bad_input_the_issue_lists() -> None:
               "--storage naming an existing file", "a cache directory that is a file",
               "an image size far above the images' own", "--address with a port no server can listen on",
               "hamtune train --seed outside numpy's range", "hamtune train --cpus that is not a positive number",
-              "refit --out naming an existing file", "data split --out naming a directory"}
+              "refit --out naming an existing file", "data split --out naming a directory",
+              "--resume with a sweep file edited since the experiment started", "--trials with --resume",
+              "an Optuna storage URL that cannot be opened"}
     assert {case.what for case in CASES} == listed
