@@ -27,7 +27,10 @@ import pytest
 from hamtune import __version__
 
 REPO = Path(__file__).resolve().parents[1]
-FAULT_TESTS = ("tests/test_faults.py", "tests/test_resume.py", "tests/test_multinode.py")
+#: Modules each of whose tests meets a fault, fast ones included (elsewhere a fault test is a slow one).
+ALL_FAULTS = ("tests/test_download.py",)
+FAULT_TESTS = ("tests/test_faults.py", "tests/test_resume.py", "tests/test_multinode.py", *ALL_FAULTS,
+               "tests/test_trainable.py::test_a_mixed_precision_trial_restarts_from_its_checkpoint_with_the_loss_scale_intact")
 INPUT_TESTS = ("tests/test_bad_inputs.py",)
 DEFAULT_OUT = REPO / "docs" / "reliability.md"
 
@@ -76,7 +79,8 @@ class Collector:
             if getattr(item, "callspec", None) and "case" in item.callspec.params:
                 kind = "input"
             else:
-                kind = "fault" if item.get_closest_marker("slow") else "other"
+                fault = item.get_closest_marker("slow") or item.nodeid.split("::")[0] in ALL_FAULTS
+                kind = "fault" if fault else "other"
             self.rows[item.nodeid] = Row(item.nodeid, kind, subject, checks)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

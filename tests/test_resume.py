@@ -1,6 +1,7 @@
 """Faults injected into a real sweep: a trial process killed after its first checkpoint is retried
 from that checkpoint (it continues at epoch 2), then the driver is killed with SIGKILL and
-`hamtune sweep --resume` finishes the sweep with every trial exactly once and none re-run."""
+`hamtune sweep --resume` finishes the sweep with every trial exactly once and none re-run, in
+the same Optuna study (no trial duplicated there either)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import hamtune_env, tiny_sweep_yaml, wait_until
+from tests.conftest import assert_study_agrees_with_tables, hamtune_env, tiny_sweep_yaml, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +89,4 @@ def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path
     epochs_of_victim = [r["epoch"] for r in logged[victim]]
     assert epochs_of_victim.count(1) == 1, f"{victim} restarted from scratch: {epochs_of_victim}"
     assert set(epochs_of_victim) == set(range(1, EPOCHS + 1))
+    assert_study_agrees_with_tables(experiment)
