@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import hamtune
 from hamtune import __version__
-from hamtune.errors import HamtuneError
+from hamtune.errors import HamtuneError, SweepInterrupted
 
 DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "smoke.yaml"
 
@@ -136,6 +137,15 @@ class ConsoleReporter:
         )
 
 
+def resume_command(args: argparse.Namespace) -> str:
+    """The `hamtune sweep` command that continues this one: same file and locating flags, `--resume`."""
+    words = ["hamtune", "sweep", args.sweep_file]
+    for flag in ("data", "address", "storage", "name"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag}", getattr(args, flag)]
+    return shlex.join([*words, "--resume"])
+
+
 def _sweep(args: argparse.Namespace) -> int:
     import optuna
 
@@ -148,7 +158,11 @@ def _sweep(args: argparse.Namespace) -> int:
     check_address(args.address)
     sweep = load_sweep(Path(args.sweep_file))
     sweep = with_overrides(sweep, data_dir=args.data, storage=args.storage, name=args.name, trials=args.trials)
-    result = run_sweep(sweep, address=args.address, resume=args.resume, dry_run=args.dry_run)
+    try:
+        result = run_sweep(sweep, address=args.address, resume=args.resume, dry_run=args.dry_run)
+    except SweepInterrupted as stop:
+        print(f"hamtune: {stop}; continue it with: {resume_command(args)}", file=sys.stderr)
+        return 130
     if result is not None:
         from hamtune.experiment import experiment_for
         from hamtune.tables import TRIALS_FILE, EPOCHS_FILE, read_table
@@ -201,67 +215,76 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="create, check and split datasets").add_subparsers(
         dest="data_command", required=True, metavar="ACTION")
     synth = data.add_parser("synth", help="write a synthetic HAM10000-shaped dataset (Kaggle layout)")
-    synth.add_argument("out_dir", metavar="OUT_DIR")
-    synth.add_argument("--images", type=int, default=1000)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", type=int, nargs=2, default=(600, 450), metavar=("W", "H"))
+    synth.add_argument("out_dir", metavar="OUT_DIR", help="directory to write HAM10000_metadata.csv and the images into")
+    synth.add_argument("--images", type=int, default=1000, help="number of images (default: %(default)s)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed of labels, lesions and pixels (default: %(default)s)")
+    synth.add_argument("--size", type=int, nargs=2, default=(600, 450), metavar=("W", "H"),
+                       help="image width and height in pixels (default: 600 450, as HAM10000)")
     synth.set_defaults(run=_data_synth)
 
     check = data.add_parser("check", help="validate a dataset, decoding every image")
-    check.add_argument("data_dir", metavar="DATA_DIR")
+    check.add_argument("data_dir", metavar="DATA_DIR", help="dataset directory (Kaggle or ISIC 2018 layout)")
     check.add_argument("--format", default="auto", help="auto (default), kaggle or isic2018")
     check.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
     check.set_defaults(run=_data_check)
 
     split = data.add_parser("split", help="lesion-grouped, dx-stratified train/val/test split")
-    split.add_argument("source", metavar="DATA_DIR_OR_METADATA_CSV")
-    split.add_argument("--out", required=True, metavar="FILE.csv")
-    split.add_argument("--val", type=float, default=0.15)
-    split.add_argument("--test", type=float, default=0.15)
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("source", metavar="DATA_DIR_OR_METADATA_CSV", help="a dataset directory, or its metadata CSV alone")
+    split.add_argument("--out", required=True, metavar="FILE.csv", help="CSV to write: image_id, lesion_id, dx, split (required)")
+    split.add_argument("--val", type=float, default=0.15, help="validation fraction of lesions (default: %(default)s)")
+    split.add_argument("--test", type=float, default=0.15, help="test fraction of lesions (default: %(default)s)")
+    split.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
     split.add_argument("--rare", default="error", help="a class too small for every split: error (default) or train")
-    split.add_argument("--format", default="auto")
+    split.add_argument("--format", default="auto", help="auto (default), kaggle or isic2018")
     split.set_defaults(run=_data_split)
 
     train = commands.add_parser("train", help="run one trial in-process (no Ray), a line per epoch")
-    train.add_argument("--data", default=None, metavar="DIR", help="dataset directory (default: synthetic)")
-    train.add_argument("--format", default="auto")
-    train.add_argument("--model", default="densenet121")
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--dropout", type=float, default=0.3)
+    train.add_argument("--data", default=None, metavar="DIR", help="dataset directory (default: a synthetic dataset)")
+    train.add_argument("--format", default="auto", help="dataset layout: auto (default), kaggle or isic2018")
+    train.add_argument("--model", default="densenet121", help="densenet121 (default) or convnext_small")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    train.add_argument("--dropout", type=float, default=0.3, help="dropout before the classifier (default: %(default)s)")
     train.add_argument("--unfreeze-depth", type=int, default=None,
                        help="transfer mode: top blocks fine-tuned after the warm-up (default: 0, head only)")
-    train.add_argument("--class-weight-power", type=float, default=0.5)
-    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--class-weight-power", type=float, default=0.5,
+                       help="class weights (N / (K n_c)) ** power: 0 none, 1 balanced (default: %(default)s)")
+    train.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
     train.add_argument("--warmup-epochs", type=int, default=None,
                        help="transfer mode: head-only epochs before fine-tuning (default: 2)")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--patience", type=int, default=5)
-    train.add_argument("--fine-tune-lr-scale", type=float, default=0.1)
-    train.add_argument("--image-size", type=int, default=224)
+    train.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
+    train.add_argument("--patience", type=int, default=5,
+                       help="stop after this many epochs without a better val macro F1 (default: %(default)s)")
+    train.add_argument("--fine-tune-lr-scale", type=float, default=0.1,
+                       help="transfer mode: learning rate factor once blocks unfreeze (default: %(default)s)")
+    train.add_argument("--image-size", type=int, default=224, help="square input side in pixels (default: %(default)s)")
     train.add_argument("--weights", default="imagenet",
-                       help="imagenet, a local weights file (transfer learning), or none (train from scratch)")
+                       help="imagenet (default), a local weights file (transfer learning), or none (train from scratch)")
     train.add_argument("--augmentation", default="auto",
                        help="auto (default: flips from scratch, full for transfer), none, flips or full")
-    train.add_argument("--no-mixed-precision", action="store_true")
-    train.add_argument("--val", type=float, default=0.15)
-    train.add_argument("--test", type=float, default=0.15)
-    train.add_argument("--split-seed", type=int, default=0)
-    train.add_argument("--cache-dir", default=None)
-    train.add_argument("--cpus", type=float, default=2)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-mixed-precision", action="store_true",
+                       help="train in float32 on a GPU too (default: mixed float16 on GPUs, float32 on CPUs)")
+    train.add_argument("--val", type=float, default=0.15, help="validation fraction of lesions (default: %(default)s)")
+    train.add_argument("--test", type=float, default=0.15, help="test fraction of lesions, held out (default: %(default)s)")
+    train.add_argument("--split-seed", type=int, default=0, help="split seed (default: %(default)s)")
+    train.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help="decoded-image cache (default: $HAMTUNE_CACHE_DIR or ~/.cache/hamtune)")
+    train.add_argument("--cpus", type=float, default=2, help="TensorFlow CPU threads (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     train.set_defaults(run=_train)
 
     sweep = commands.add_parser("sweep", help="run a hyperparameter sweep (Ray Tune + Optuna + ASHA)")
     sweep.add_argument("sweep_file", nargs="?", default=str(DEFAULT_SWEEP), metavar="SWEEP_FILE",
                        help="sweep file (default: sweeps/smoke.yaml, synthetic data)")
-    sweep.add_argument("--data", default=None, metavar="DIR", help="override data.dir")
-    sweep.add_argument("--address", default=None, help="join a Ray cluster (auto or host:port)")
-    sweep.add_argument("--storage", default=None, metavar="PATH_OR_URI", help="override storage")
-    sweep.add_argument("--name", default=None, help="override the experiment name")
-    sweep.add_argument("--trials", type=int, default=None, help="override search.trials")
-    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    sweep.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    sweep.add_argument("--data", default=None, metavar="DIR", help="override data.dir (default: the sweep file's)")
+    sweep.add_argument("--address", default=None,
+                       help="join a Ray cluster: auto or host:port (default: a private Ray instance on this machine)")
+    sweep.add_argument("--storage", default=None, metavar="PATH_OR_URI", help="override storage (default: the sweep file's)")
+    sweep.add_argument("--name", default=None, help="override the experiment name (default: the sweep file's)")
+    sweep.add_argument("--trials", type=int, default=None,
+                       help="override search.trials (default: the sweep file's); not with --resume")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue an interrupted sweep, with the settings it started with (default: start a new one)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and exit, writing nothing")
     sweep.set_defaults(run=_sweep)
 
     analyze = commands.add_parser("analyze", help="leaderboard, model comparison, importance, plots, HTML report")
@@ -290,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     choice = exporting.add_mutually_exclusive_group()
     choice.add_argument("--rank", type=int, default=None, help="export the trial at this rank by val_macro_f1 (default: 1)")
     choice.add_argument("--trial", default=None, metavar="ID", help="export this trial id (or trial_<id>) instead")
-    exporting.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty)")
+    exporting.add_argument("--out", required=True, metavar="DIR", help="output directory, new or empty (required)")
     exporting.set_defaults(run=_export)
     return parser
 

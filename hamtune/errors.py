@@ -23,3 +23,7 @@ class ModelError(HamtuneError):
 
 class ExperimentError(HamtuneError):
     """An experiment directory cannot be created, resumed or read."""
+
+
+class SweepInterrupted(HamtuneError):
+    """The user stopped a sweep (Ctrl-C) before its trials ended: its state is saved, `--resume` continues it."""

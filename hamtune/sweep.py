@@ -19,7 +19,7 @@ from hamtune.cluster import Capacity, capacity, check_cluster_paths, check_fits,
 from hamtune.config import SCRATCH, SweepConfig, to_dict
 from hamtune.data.cache import open_cache
 from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
-from hamtune.errors import ConfigError, ExperimentError, ModelError
+from hamtune.errors import ConfigError, ExperimentError, ModelError, SweepInterrupted
 from hamtune.experiment import Experiment, experiment_for
 from hamtune.models import check_weights_file
 from hamtune.resume import check_resumable
@@ -263,6 +263,9 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     echo(f"sweep {sweep.name}: {sweep.search.trials} trials of {', '.join(sweep.space.models)} -> {experiment.uri}")
     echo(f"Optuna study {study.name!r} in {study.storage}; watch it live with `{study.dashboard_command()}` "
          "(pip install 'hamtune[dashboard]')")
+    # Ray Tune answers a first Ctrl-C by saving the experiment, ending `fit` normally and telling
+    # the user to call `Tuner.restore(...)`; hamtune prints its own command instead.
+    logging.getLogger("ray.tune.tune").addFilter(_without_ray_restore_hint)
     try:
         results = tuner.fit()
     except OSError as error:  # Ray's own experiment-state or checkpoint writes (disk full, permissions)
@@ -270,8 +273,17 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
             f"Ray Tune could not write the state of {experiment.uri}: {error}; once the storage is "
             "writable again, continue with `hamtune sweep --resume`"
         ) from error
+    if results.num_terminated + results.num_errors < sweep.search.trials:
+        raise SweepInterrupted(
+            f"sweep interrupted: {results.num_terminated + results.num_errors} of {sweep.search.trials} trials "
+            f"ended; {experiment.uri} holds the state of the others and the tables so far"
+        )
     check_outcome(experiment)
     return results
+
+
+def _without_ray_restore_hint(record: logging.LogRecord) -> bool:
+    return "Tuner.restore(" not in record.getMessage()
 
 
 def check_weights(sweep: SweepConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hamtune.cli import main
+from hamtune.cli import build_parser, main, resume_command
 
 
 def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
@@ -105,3 +106,30 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("hamtune: error:")
+
+
+def _commands(parser: argparse.ArgumentParser, name: str = "hamtune") -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(name, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                found += _commands(child, f"{name} {sub}")
+    return found
+
+
+@pytest.mark.parametrize(("command", "parser"), _commands(build_parser()), ids=lambda value: str(value).replace(" ", "-"))
+def test_every_flag_of_every_command_is_explained_with_its_default(command: str, parser: argparse.ArgumentParser) -> None:
+    """`--help` explains each argument; a flag with a default value says what it is (or that it is required)."""
+    help_text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+            continue
+        assert action.help, f"{command}: {action.option_strings or action.dest} has no help"
+        assert " ".join(action.help.split()).replace("%(default)s", str(action.default)) in help_text
+        if action.option_strings and action.default not in (None, False):
+            assert "default" in action.help or action.required, f"{command} {action.option_strings[0]}: no default"
+
+
+def test_an_interrupted_sweep_names_the_command_that_continues_it() -> None:
+    args = build_parser().parse_args(["sweep", "my sweep.yaml", "--storage", "s3://b/runs", "--trials", "9"])
+    assert resume_command(args) == "hamtune sweep 'my sweep.yaml' --storage s3://b/runs --resume"

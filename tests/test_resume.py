@@ -90,3 +90,35 @@ def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path
     assert epochs_of_victim.count(1) == 1, f"{victim} restarted from scratch: {epochs_of_victim}"
     assert set(epochs_of_victim) == set(range(1, EPOCHS + 1))
     assert_study_agrees_with_tables(experiment)
+
+
+def test_the_first_ctrl_c_ends_the_sweep_cleanly_with_hamtunes_resume_command(tmp_path: Path, hamtune_cache: Path) -> None:
+    """Ctrl-C (SIGINT to the driver) once a trial has reported its first epoch.
+
+    Checked: the sweep exits with 130, its last line names `hamtune sweep FILE --resume` (never
+    Ray's `Tuner.restore(...)`), the tables written so far are readable and Ray Tune's state can
+    be restored.
+    """
+    from ray import tune
+
+    sweep_file = tmp_path / "stop.yaml"
+    sweep_file.write_text(tiny_sweep_yaml("stop", tmp_path / "runs", models=("densenet121",), trials=TRIALS, epochs=EPOCHS))
+    experiment = tmp_path / "runs" / "stop"
+    log, errors = tmp_path / "driver.log", tmp_path / "driver.err"
+    with log.open("w") as out, errors.open("w") as err:
+        driver = subprocess.Popen([sys.executable, "-m", "hamtune", "sweep", str(sweep_file)], cwd=tmp_path,
+                                  env=hamtune_env(hamtune_cache), stdout=out, stderr=err, start_new_session=True)
+    try:
+        wait_until(lambda: any(reports(experiment).values()), 600, "a first report", driver, log)
+        os.kill(driver.pid, signal.SIGINT)
+        code = driver.wait(timeout=180)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    output = log.read_text() + errors.read_text()
+    assert code == 130, output[-3000:]
+    assert errors.read_text().splitlines()[-1].endswith(
+        f"holds the state of the others and the tables so far; continue it with: hamtune sweep {sweep_file} --resume")
+    assert "Tuner.restore" not in output
+    assert tune.Tuner.can_restore(str(experiment))
+    pd.read_parquet(experiment / "epochs.parquet")
