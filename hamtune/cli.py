@@ -159,7 +159,7 @@ def _sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep(Path(args.sweep_file))
     sweep = with_overrides(sweep, data_dir=args.data, storage=args.storage, name=args.name, trials=args.trials)
     try:
-        result = run_sweep(sweep, address=args.address, resume=args.resume, dry_run=args.dry_run)
+        result = run_sweep(sweep, address=args.address, resume=args.resume, dry_run=args.dry_run, verbose=args.verbose)
     except SweepInterrupted as stop:
         print(f"hamtune: {stop}; continue it with: {resume_command(args)}", file=sys.stderr)
         return 130
@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true",
                        help="continue an interrupted sweep, with the settings it started with (default: start a new one)")
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and exit, writing nothing")
+    sweep.add_argument("--verbose", action="store_true",
+                       help="also print Ray Tune's status tables (default: hamtune's progress display only)")
     sweep.set_defaults(run=_sweep)
 
     analyze = commands.add_parser("analyze", help="leaderboard, model comparison, importance, plots, HTML report")

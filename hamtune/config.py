@@ -49,6 +49,8 @@ AUTO_AUGMENTATION: dict[str, str] = {SCRATCH: "flips", TRANSFER: "full"}
 SAMPLERS: tuple[str, ...] = ("tpe", "random")
 #: `search.storage`: where the Optuna study lives when not in the default journal file.
 STUDY_URL_RULE = "an Optuna storage URL (sqlite:///FILE, postgresql://USER@HOST/DB or mysql://USER@HOST/DB)"
+#: `tracking.mlflow`: where MLflow keeps runs (its file store needs MLFLOW_ALLOW_FILE_STORE since MLflow 3).
+MLFLOW_RULE = "an MLflow tracking URI (sqlite:///FILE for a local store, http(s)://HOST:PORT for a server)"
 #: `with_overrides` keywords (the CLI's flags) and the sweep key each one replaces.
 OVERRIDES: dict[str, str] = {"name": "name", "data_dir": "data.dir", "storage": "storage", "trials": "search.trials"}
 
@@ -112,6 +114,8 @@ class SearchConfig:
     points_to_evaluate: tuple[TrialPoint, ...]
     sampler: str = "tpe"  # "tpe" (hamtune's search) or "random" (a baseline to compare it with)
     storage: str | None = None  # an Optuna storage URL; None: a journal file in the experiment
+    warm_start: tuple[str, ...] = ()  # earlier experiments (or their trials.parquet) seeding the study
+    warm_start_any_data: bool = False  # also from sweeps on other data, image size or training mode
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,11 @@ class FailuresConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    mlflow: str | None = None  # an MLflow tracking URI every trial is logged to
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     data: DataConfig
@@ -188,6 +197,7 @@ class SweepConfig:
     resources: ResourcesConfig
     storage: str  # absolute local path or URI
     failures: FailuresConfig
+    tracking: TrackingConfig
     source: str  # the sweep file's path, or "<dict>"
     text: str  # the original YAML text, kept with the experiment for provenance
 
@@ -240,6 +250,8 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "points_to_evaluate": Field([], Later("a list of {model, learning_rate, dropout, ...} mappings")),
             "sampler": Field("tpe", OneOf(SAMPLERS)),
             "storage": Field(None, Nullable(Text(study.URL_PATTERN, STUDY_URL_RULE))),
+            "warm_start": Field([], Later("a list of experiment directories or trials.parquet files")),
+            "warm_start_any_data": Field(False, BOOL),
         },
         "scheduler": {
             "type": Field("asha", OneOf(("asha", SCHEDULER_NONE))),
@@ -264,6 +276,7 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
         },
         "storage": Field("~/hamtune-runs", Location(directory=True)),
         "failures": {"max_retries": Field(2, COUNT)},
+        "tracking": {"mlflow": Field(None, Nullable(Text(r"\S+", MLFLOW_RULE)))},
     }
 
 
@@ -352,6 +365,18 @@ def _read_models(reader: _Reader, value: Any, known: tuple[str, ...]) -> Any:
             reader.fail(f"space.models[{i}]", "a model not listed before", model)
             ok = False
     return tuple(value) if ok else INVALID
+
+
+def _read_warm_start(reader: _Reader, value: Any) -> Any:
+    """Earlier experiments as absolute paths or URIs (each is read, and checked, when the sweep starts)."""
+    if not _valid(value):
+        return INVALID
+    if not isinstance(value, list):
+        reader.fail("search.warm_start", "a list of experiment directories or trials.parquet files", value)
+        return INVALID
+    found = [reader.field(dict(enumerate(value)), i, Field(REQUIRED, Location()), f"search.warm_start[{i}]")
+             for i in range(len(value))]
+    return tuple(found) if _valid(*found) else INVALID
 
 
 def _read_float_range(reader: _Reader, raw: dict[str, Any], key: str) -> Any:
@@ -523,6 +548,7 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
     if _valid(models, unfreeze, *ranges.values()):
         space = SpaceConfig(models, unfreeze_depth=unfreeze, **ranges)
     points = _read_points(reader, raw["search"]["points_to_evaluate"], space)
+    warm = _read_warm_start(reader, raw["search"]["warm_start"])
 
     val, test = data["val_fraction"], data["test_fraction"]
     if _valid(val, test):
@@ -543,12 +569,13 @@ def parse_sweep(mapping: Any, source: str = "<dict>", text: str = "") -> SweepCo
         name=raw["name"],
         data=DataConfig(**{**data, "synthetic": SyntheticConfig(**data["synthetic"])}),
         space=space,
-        search=SearchConfig(**{**raw["search"], "points_to_evaluate": points}),
+        search=SearchConfig(**{**raw["search"], "points_to_evaluate": points, "warm_start": warm}),
         scheduler=SchedulerConfig(**{**sched, "max_epochs": max_epochs, "grace_period": grace}),
         training=TrainingConfig(**{**training, "weights": weights}),
         resources=ResourcesConfig(**{**resources, "per_model": per_model}),
         storage=raw["storage"],
         failures=FailuresConfig(**raw["failures"]),
+        tracking=TrackingConfig(**raw["tracking"]),
         source=source,
         text=text,
     )

@@ -32,7 +32,6 @@ from hamtune.tables import (
     METRIC_COLUMNS,
     TRIALS_FILE,
     TRIALS_SCHEMA,
-    is_ranked,
     sort_records,
     to_arrow,
     write_table,
@@ -126,19 +125,12 @@ class ResultRecorder(Callback):
         except ExperimentError as error:
             logger.error("%s", error)
             self._unwritten = error
-        # Tune updates `trial.status` after its callbacks run: count from what was recorded.
-        done = sum(record["status"] in ("TERMINATED", *FAILED) for record in self._trials.values())
-        running = sum(t.status == "RUNNING" for t in trials if t is not trial)
-        top = sort_records(rows.values())[0]  # the table's first row: the best so far when ranked
         record = self._trials[trial.trial_id]
         score = rows[trial.trial_id].get("val_macro_f1")
         outcome = record["error"] if record["status"] in FAILED else (
             "no epoch reported" if score is None else f"val_macro_f1 {score:.4f}")
-        logger.info(
-            "trial %s (%s) %s: %s | %d finished, %d running | best so far %s",
-            trial.trial_id, record["params"]["model"], record["status"].lower(), outcome, done, running,
-            f"{top['val_macro_f1']:.4f} ({top['trial_id']})" if is_ranked(top) else "none",
-        )
+        # Where the sweep stands (counts, best so far) is `hamtune.progress`'s line.
+        logger.info("trial %s (%s) %s: %s", trial.trial_id, record["params"]["model"], record["status"].lower(), outcome)
 
     def trial_rows(self) -> dict[str, dict[str, Any]]:
         """One row per known trial: its best epoch's metrics, hyperparameters and bookkeeping."""

@@ -25,7 +25,9 @@ from hamtune.models import check_weights_file
 from hamtune.resume import check_resumable
 from hamtune.space import describe_space
 from hamtune.study import open_storage, study_location
+from hamtune.tracking import tracking_callbacks
 from hamtune.trainable import DIVERGED_KEY, OBJECTIVE, SEARCH_METRIC, TrialDiverged, run_trial, trial_seed
+from hamtune.warmstart import seed_study, warm_start
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -124,10 +126,11 @@ def _trainable(sweep: SweepConfig, data: PreparedData) -> Any:
 
 
 def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metadata: dict[str, Any],
-           storage: BaseStorage) -> Any:
+           storage: BaseStorage, verbose: bool, tracking: list[Any]) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from hamtune.progress import SweepProgress
     from hamtune.recorder import ResultRecorder
     from hamtune.searcher import make_searcher
 
@@ -159,7 +162,8 @@ def _tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metad
             # (what a retry or resume continues from: Ray always keeps it).
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=OBJECTIVE, checkpoint_score_order="max"),
-            callbacks=[recorder], verbose=1,
+            # Ray's periodic status tables only when asked for: hamtune shows its own progress.
+            callbacks=[recorder, SweepProgress(sweep.search.trials), *tracking], verbose=1 if verbose else 0,
         ),
     )
 
@@ -212,7 +216,7 @@ def describe_mode(sweep: SweepConfig, model: str) -> str:
 
 
 def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False,
-              dry_run: bool = False, echo: Any = print) -> Any:
+              dry_run: bool = False, verbose: bool = False, echo: Any = print) -> Any:
     """Run (or resume, or only describe) a sweep; returns Ray's ResultGrid, or None for a dry run."""
     experiment = experiment_for(sweep.storage, sweep.name)
     if resume:
@@ -230,6 +234,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
     cap = capacity(sweep)
     check_fits(sweep, cap, autoscaling=address is not None)
     check_weights(sweep)
+    tracking = tracking_callbacks(sweep)
     if dry_run:
         echo(dry_run_report(sweep, data, experiment, cap))
         return None
@@ -252,22 +257,29 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
         echo(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable=_trainable(sweep, data), resume_errored=True)
     else:
-        # A database is opened before anything is written (a bad URL stops here); a journal file
-        # goes into the experiment directory, once it exists.
+        # Earlier sweeps are read and a database is opened before anything is written (a refused
+        # warm start or a bad URL stops here); a journal file goes into the experiment directory.
+        warm = warm_start(sweep, data.index.fingerprint) if sweep.search.warm_start else None
         storage = None if study.is_journal else open_storage(study, sweep.source)
         experiment.create(
             sweep.text, to_dict(sweep), data.split,
             {"fingerprint": data.index.fingerprint, "split_seed": data.split_seed, **versions()},
         )
-        tuner = _tuner(sweep, data, experiment, metadata, storage or open_storage(study, sweep.source))
+        storage = storage or open_storage(study, sweep.source)
+        if warm is not None:
+            seed_study(storage, sweep, warm)
+        tuner = _tuner(sweep, data, experiment, metadata, storage, verbose, tracking)
     echo(f"sweep {sweep.name}: {sweep.search.trials} trials of {', '.join(sweep.space.models)} -> {experiment.uri}")
     echo(f"Optuna study {study.name!r} in {study.storage}; watch it live with `{study.dashboard_command()}` "
          "(pip install 'hamtune[dashboard]')")
     # Ray Tune answers a first Ctrl-C by saving the experiment, ending `fit` normally and telling
     # the user to call `Tuner.restore(...)`; hamtune prints its own command instead.
     logging.getLogger("ray.tune.tune").addFilter(_without_ray_restore_hint)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        results = tuner.fit()
+        with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+            results = tuner.fit()
     except OSError as error:  # Ray's own experiment-state or checkpoint writes (disk full, permissions)
         raise ExperimentError(
             f"Ray Tune could not write the state of {experiment.uri}: {error}; once the storage is "

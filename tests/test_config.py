@@ -237,13 +237,13 @@ def test_cross_field_rules(settings: dict[str, Any], message: str) -> None:
 @pytest.mark.parametrize(
     ("where", "section", "allowed"),
     [
-        ("", {}, "data, failures, name, resources, scheduler, search, space, storage, training"),
+        ("", {}, "data, failures, name, resources, scheduler, search, space, storage, tracking, training"),
         ("data", {"data": {}}, "cache_dir, dir, format, image_size, split_seed, synthetic, test_fraction, val_fraction"),
         ("data.synthetic", {"data": {"synthetic": {}}}, "images, seed"),
         ("space", {"space": {}}, "class_weight_power, dropout, learning_rate, models, unfreeze_depth"),
         ("space.learning_rate", {"space": {"learning_rate": {}}}, "high, log, low"),
         ("space.unfreeze_depth.densenet121", {"space": {"models": ["densenet121"], "unfreeze_depth": {"densenet121": {"high": 3}}}}, "high, low"),
-        ("search", {"search": {}}, "max_concurrent, points_to_evaluate, sampler, seed, storage, trials"),
+        ("search", {"search": {}}, "max_concurrent, points_to_evaluate, sampler, seed, storage, trials, warm_start, warm_start_any_data"),
         ("search.points_to_evaluate[0]", {"search": {"points_to_evaluate": [dict(POINT)]}},
          "class_weight_power, dropout, learning_rate, model, unfreeze_depth"),
         ("scheduler", {"scheduler": {}}, "grace_period, max_epochs, reduction_factor, type"),

@@ -92,33 +92,66 @@ def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path
     assert_study_agrees_with_tables(experiment)
 
 
-def test_the_first_ctrl_c_ends_the_sweep_cleanly_with_hamtunes_resume_command(tmp_path: Path, hamtune_cache: Path) -> None:
-    """Ctrl-C (SIGINT to the driver) once a trial has reported its first epoch.
+def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_it_cleanly(
+        tmp_path: Path, hamtune_cache: Path) -> None:
+    """The real `hamtune sweep` on a pseudo-terminal; Ctrl-C typed once a trial has reported an epoch.
 
-    Checked: the sweep exits with 130, its last line names `hamtune sweep FILE --resume` (never
-    Ray's `Tuner.restore(...)`), the tables written so far are readable and Ray Tune's state can
-    be restored.
+    Checked: the progress is one bar redrawn in place (no plain progress lines); after Ctrl-C the
+    command exits with 130, its last line names `hamtune sweep FILE --resume` (never Ray's
+    `Tuner.restore(...)`), the tables written so far are readable and Ray Tune's state can be
+    restored.
     """
+    import pty
+    import re
+    import select
+
     from ray import tune
 
     sweep_file = tmp_path / "stop.yaml"
-    sweep_file.write_text(tiny_sweep_yaml("stop", tmp_path / "runs", models=("densenet121",), trials=TRIALS, epochs=EPOCHS))
+    sweep_file.write_text(tiny_sweep_yaml("stop", tmp_path / "runs", models=("densenet121",), trials=TRIALS,
+                                          epochs=EPOCHS))
     experiment = tmp_path / "runs" / "stop"
-    log, errors = tmp_path / "driver.log", tmp_path / "driver.err"
-    with log.open("w") as out, errors.open("w") as err:
-        driver = subprocess.Popen([sys.executable, "-m", "hamtune", "sweep", str(sweep_file)], cwd=tmp_path,
-                                  env=hamtune_env(hamtune_cache), stdout=out, stderr=err, start_new_session=True)
+    env = hamtune_env(hamtune_cache)
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the command, with the pseudo-terminal as its controlling terminal
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, "-m", "hamtune", "sweep", str(sweep_file)], env)
+    shown = bytearray()
+
+    def read_for(seconds: float) -> None:
+        ready, _, _ = select.select([terminal], [], [], seconds)
+        if ready:
+            try:
+                shown.extend(os.read(terminal, 65536))
+            except OSError:  # EIO: the command exited and closed the terminal
+                time.sleep(seconds)
+
+    def ended() -> int | None:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        return os.waitstatus_to_exitcode(status) if done else None
+
     try:
-        wait_until(lambda: any(reports(experiment).values()), 600, "a first report", driver, log)
-        os.kill(driver.pid, signal.SIGINT)
-        code = driver.wait(timeout=180)
+        deadline = time.monotonic() + 600
+        while not any(reports(experiment).values()):
+            assert time.monotonic() < deadline and ended() is None, shown.decode(errors="replace")[-3000:]
+            read_for(0.5)
+        read_for(2)
+        os.write(terminal, b"\x03")  # Ctrl-C, as typed
+        deadline = time.monotonic() + 180
+        while (code := ended()) is None:
+            assert time.monotonic() < deadline, shown.decode(errors="replace")[-3000:]
+            read_for(0.5)
+        read_for(0.5)
     finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-    output = log.read_text() + errors.read_text()
-    assert code == 130, output[-3000:]
-    assert errors.read_text().splitlines()[-1].endswith(
-        f"holds the state of the others and the tables so far; continue it with: hamtune sweep {sweep_file} --resume")
-    assert "Tuner.restore" not in output
+        if ended() is None:
+            os.kill(pid, signal.SIGKILL)
+    text = shown.decode(errors="replace")
+    assert code == 130, text[-3000:]
+    assert re.search(rf"sweep: +\d+%\|[^\n]*\| [0-{TRIALS}]/{TRIALS} \[", text), text[-3000:]
+    assert "\r" in text and "trials ended" not in text  # redrawn in place, no plain lines
+    last = text.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.endswith(f"holds the state of the others and the tables so far; continue it with: "
+                         f"hamtune sweep {sweep_file} --resume"), last
+    assert "Tuner.restore" not in text
     assert tune.Tuner.can_restore(str(experiment))
     pd.read_parquet(experiment / "epochs.parquet")

@@ -38,13 +38,19 @@ def run_hamtune(args: list[str], cache: Path, cwd: Path, timeout: float = 900,
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path) -> dict:
-    """One real two-trial sweep (one trial per backbone, 2 epochs each: warm-up, then fine-tune)."""
+    """One real two-trial sweep (one trial per backbone, 2 epochs each: warm-up, then fine-tune),
+    tracked in a local MLflow store."""
+    import yaml
+
     root = tmp_path_factory.mktemp("sweep")
     sweep_file = root / "tiny.yaml"
-    sweep_file.write_text(tiny_sweep_yaml("tiny", root / "runs"))
+    settings = yaml.safe_load(tiny_sweep_yaml("tiny", root / "runs"))
+    settings["tracking"] = {"mlflow": f"sqlite:///{root / 'mlflow.db'}"}
+    sweep_file.write_text(yaml.safe_dump(settings, sort_keys=False))
     result = run_hamtune(["sweep", str(sweep_file)], hamtune_cache, root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return {"root": root, "file": sweep_file, "experiment": root / "runs" / "tiny", "result": result}
+    return {"root": root, "file": sweep_file, "experiment": root / "runs" / "tiny", "result": result,
+            "mlflow": settings["tracking"]["mlflow"]}
 
 
 def test_trials_table_has_every_column_sorted_by_macro_f1(smoke: dict) -> None:
@@ -99,6 +105,16 @@ def test_split_is_saved_lesion_clean(smoke: dict) -> None:
     split = pd.read_csv(smoke["experiment"] / "split.csv")
     assert set(split["split"]) == {"train", "val", "test"}
     assert split.groupby("lesion_id")["split"].nunique().max() == 1
+
+
+def test_cli_shows_its_progress_lines_not_rays_status_tables(smoke: dict) -> None:
+    """Output that is not a terminal gets one plain line per ended trial; Ray's tables need --verbose."""
+    output = smoke["result"].stdout + smoke["result"].stderr
+    lines = [line for line in output.splitlines() if line.startswith("sweep: ")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "sweep: 1/2 trials ended, 1 running, 0 pending", "sweep: 2/2 trials ended, 0 running, 0 pending"]
+    assert "about" in lines[0] and "left" in lines[0] and "elapsed" in lines[1]
+    assert "Trial status" not in output
 
 
 def test_cli_prints_top_trials_and_table_paths(smoke: dict) -> None:
@@ -231,3 +247,63 @@ def listening_addresses(port: int) -> set[str]:
                 words = b"".join(raw[i:i + 4][::-1] for i in range(0, width // 2, 4))
                 found.add(str(ipaddress.ip_address(words)))
     return found
+
+
+def test_each_trial_leaves_tensorboard_event_files_with_its_per_epoch_metrics(smoke: dict) -> None:
+    """Ray Tune writes TensorBoard events for every trial (`tensorboard --logdir EXPERIMENT`): read
+    back with TensorFlow's own event reader, they hold each epoch's val macro F1 as the tables do."""
+    import tensorflow as tf
+
+    epochs = pd.read_parquet(smoke["experiment"] / "epochs.parquet")
+    for trial_id, rows in epochs.groupby("trial_id"):
+        [directory] = smoke["experiment"].glob(f"trial_{trial_id}*")
+        logged = {}
+        for events in directory.glob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(events)):
+                for value in event.summary.value:
+                    if value.tag == "ray/tune/val_macro_f1":
+                        logged[event.step] = value.simple_value
+        expected = rows.sort_values("epoch")["val_macro_f1"].tolist()
+        assert sorted(logged) == list(range(1, len(expected) + 1))
+        assert [logged[step] for step in sorted(logged)] == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_second_sweep_warm_starts_from_the_finished_one(smoke: dict) -> None:
+    """The smoke sweep's trials, read back through `search.warm_start`, fit the same space as
+    finished (COMPLETE) trials of the same problem (same data, image size and training modes)."""
+    import optuna
+    import yaml
+
+    from hamtune.config import parse_sweep
+    from hamtune.warmstart import warm_start
+
+    settings = yaml.safe_load(smoke["file"].read_text())
+    settings["name"] = "again"
+    settings["search"]["warm_start"] = [str(smoke["experiment"])]
+    again = parse_sweep(settings, source="again.yaml")
+    fingerprint = json.loads((smoke["experiment"] / "hamtune.json").read_text())["fingerprint"]
+    warm = warm_start(again, fingerprint)
+    assert (len(warm.trials), warm.skipped) == (2, 0)
+    assert {t.state for t in warm.trials} == {optuna.trial.TrialState.COMPLETE}
+    scores = pd.read_parquet(smoke["experiment"] / "trials.parquet")["val_macro_f1"]
+    assert sorted(t.value for t in warm.trials) == pytest.approx(sorted(scores))
+
+
+def test_mlflow_holds_a_run_per_trial_with_its_parameters_and_per_epoch_metrics(smoke: dict) -> None:
+    """`tracking: {mlflow: sqlite:///...}`: read back with MLflow's own client from the real store."""
+    import mlflow
+
+    client = mlflow.MlflowClient(smoke["mlflow"])
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = pd.read_parquet(smoke["experiment"] / "trials.parquet")
+    epochs = pd.read_parquet(smoke["experiment"] / "epochs.parquet")
+    assert len(runs) == len(trials) and {run.info.status for run in runs} == {"FINISHED"}
+    for run in runs:
+        [row] = trials[trials["model"] == run.data.params["model"]].to_dict("records")  # one trial per model
+        for key in ("learning_rate", "dropout", "class_weight_power"):
+            assert float(run.data.params[key]) == pytest.approx(row[key]), key
+        history = client.get_metric_history(run.info.run_id, "val_macro_f1")
+        expected = epochs[epochs["trial_id"] == row["trial_id"]].sort_values("epoch")["val_macro_f1"].tolist()
+        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+            (step, pytest.approx(value)) for step, value in enumerate(expected, start=1)]
