@@ -46,10 +46,9 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     from hamtune.device import configure_tensorflow
     from hamtune.experiment import CONFIG_FILE
     from hamtune.labels import CLASSES
-    from hamtune.models import build_model
     from hamtune.refit import SELECTION_METRIC, choose_trial, new_or_empty_dir, open_experiment
     from hamtune.tables import METRIC_COLUMNS
-    from hamtune.trainable import PARAMS, trial_seed
+    from hamtune.trainable import PARAMS, trial_model, trial_seed
 
     experiment = open_experiment(location)
     trial = choose_trial(load_results([experiment.uri], SELECTION_METRIC).trials, rank, trial_id)
@@ -61,11 +60,7 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     seed = trial_seed(sweep.search.seed, params)
 
     configure_tensorflow(1, None, mixed_precision=False)  # inference files: float32 whatever the trial used
-    model = build_model(
-        params["model"], sweep.data.image_size, float(params["dropout"]),
-        weights=sweep.training.weights_for(params["model"]), seed=seed,
-        augmentation=sweep.training.augmentation_for(params["model"]),
-    )
+    model = trial_model(params, sweep.training, sweep.data.image_size, seed)
     _load_checkpoint(str(trial["checkpoint"]), model)
 
     info = {

@@ -272,16 +272,22 @@ def build_trial_model(
     import keras
 
     from hamtune.data.cache import open_cache
-    from hamtune.models import build_model
 
     keras.utils.set_random_seed(seed)
     cache = open_cache(data.index, data.image_size, data.cache_dir)
-    model = build_model(
-        params["model"], data.image_size, float(params["dropout"]),
+    return trial_model(params, training, data.image_size, seed), cache.images
+
+
+def trial_model(params: dict[str, Any], training: TrainingConfig, image_size: int, seed: int) -> Any:
+    """The network a trial with `params` trains (backbone, weights, dropout, augmentation): the one
+    place that says so, for trials, refits and `hamtune export`, which loads a checkpoint into it."""
+    from hamtune.models import build_model
+
+    return build_model(
+        params["model"], image_size, float(params["dropout"]),
         weights=training.weights_for(params["model"]), seed=seed,
         augmentation=training.augmentation_for(params["model"]),
     )
-    return model, cache.images
 
 
 def make_predictor(model: Any) -> Callable[[Any], np.ndarray]:
