@@ -101,9 +101,12 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
     `Tuner.restore(...)`), the tables written so far are readable and Ray Tune's state can be
     restored.
     """
+    import fcntl
     import pty
     import re
     import select
+    import struct
+    import termios
 
     from ray import tune
 
@@ -116,6 +119,8 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
     if pid == 0:  # the child: the command, with the pseudo-terminal as its controlling terminal
         os.chdir(tmp_path)
         os.execve(sys.executable, [sys.executable, "-m", "hamtune", "sweep", str(sweep_file)], env)
+    # A new pseudo-terminal is 0 columns wide; a real one, and this one, has a size.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     shown = bytearray()
 
     def read_for(seconds: float) -> None:
@@ -130,6 +135,7 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
         done, status = os.waitpid(pid, os.WNOHANG)
         return os.waitstatus_to_exitcode(status) if done else None
 
+    code = None
     try:
         deadline = time.monotonic() + 600
         while not any(reports(experiment).values()):
@@ -143,13 +149,15 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
             read_for(0.5)
         read_for(0.5)
     finally:
-        if ended() is None:
+        if code is None:  # not reaped: still running, or a check above failed first
             os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
     text = shown.decode(errors="replace")
     assert code == 130, text[-3000:]
     assert re.search(rf"sweep: +\d+%\|[^\n]*\| [0-{TRIALS}]/{TRIALS} \[", text), text[-3000:]
-    assert "\r" in text and "trials ended" not in text  # redrawn in place, no plain lines
-    last = text.replace("\r", "\n").strip().splitlines()[-1]
+    assert "\r" in text and not re.search(r"[\r\n]sweep: \d+/\d+ trials ended", text)  # in place, no plain lines
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)  # colour codes (Ray resets the colour at exit)
+    last = plain.replace("\r", "\n").strip().splitlines()[-1]
     assert last.endswith(f"holds the state of the others and the tables so far; continue it with: "
                          f"hamtune sweep {sweep_file} --resume"), last
     assert "Tuner.restore" not in text
