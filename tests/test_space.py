@@ -147,7 +147,7 @@ def test_optuna_is_told_each_trials_best_epoch_not_its_last(sweep: SweepConfig) 
     from hamtune.searcher import make_searcher
     from hamtune.trainable import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC, TrialState
 
-    searcher = make_searcher(sweep)
+    searcher = make_searcher(sweep, optuna.storages.InMemoryStorage())
     searcher.suggest("t1")
     state = TrialState()
     for epoch, score in enumerate([0.2, 0.5, 0.3], start=1):
@@ -171,7 +171,7 @@ def test_a_diverged_trial_teaches_optuna_the_worst_score(sweep: SweepConfig) -> 
     from hamtune.sweep import diverged_report
     from hamtune.trainable import OBJECTIVE, TrialDiverged
 
-    searcher = make_searcher(sweep)
+    searcher = make_searcher(sweep, optuna.storages.InMemoryStorage())
     searcher.suggest("t1")
     report = diverged_report(TrialDiverged("training loss became nan at epoch 2"))
     searcher.on_trial_complete("t1", result=report)
@@ -222,7 +222,7 @@ def test_a_trial_stopped_by_the_scheduler_reaches_optuna_as_pruned_with_its_epoc
     finished 20-epoch run."""
     from hamtune.searcher import make_searcher
 
-    searcher = make_searcher(sweep)
+    searcher = make_searcher(sweep, optuna.storages.InMemoryStorage())
     searcher.suggest("t1")
     searcher.on_trial_result("t1", _report(1, 0.2))
     searcher.on_trial_complete("t1", result=_report(2, 0.25))  # the stopping report: not seen before
