@@ -19,6 +19,7 @@ Any other trial that ends without an error was stopped by the scheduler.
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
 from typing import Any
 
@@ -66,14 +67,16 @@ class PruningOptunaSearch(OptunaSearch):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             self._completed_trials.add(trial_id)
             return
+        # Tune does not pass the result on which the scheduler stopped a trial (an ASHA rung, or
+        # its max_t at the last epoch) to `on_trial_result`: report it here, so the study holds
+        # every epoch of every trial, pruned or complete.
+        if result and STEP_KEY in result and math.isfinite(float(result.get(SEARCH_METRIC, math.nan))):
+            step = int(result[STEP_KEY])
+            if step not in ot_trial._cached_frozen_trial.intermediate_values:  # report() would warn
+                ot_trial.report(float(result[SEARCH_METRIC]), step)
         if not is_pruned(result, self.max_epochs):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
-        # Tune does not pass the result that made the scheduler stop a trial to `on_trial_result`:
-        # report it here, so the pruned trial's last intermediate value is its last epoch's.
-        step = int(result[STEP_KEY])
-        if step not in ot_trial._cached_frozen_trial.intermediate_values:  # report() would warn
-            ot_trial.report(float(result[SEARCH_METRIC]), step)
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         self._completed_trials.add(trial_id)
         logger.debug("trial %s stopped by the scheduler at epoch %s: told to Optuna as PRUNED",
