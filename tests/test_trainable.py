@@ -228,7 +228,9 @@ def test_restore_goes_by_name_and_refuses_a_checkpoint_of_other_variables(tmp_pa
 @pytest.mark.slow
 def test_a_mixed_precision_trial_restarts_from_its_checkpoint_with_the_loss_scale_intact(
         tmp_path: Path, hamtune_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """GPU trials train under `mixed_float16`, where Keras wraps Adam in a LossScaleOptimizer whose
+    """A mixed-precision trial killed after epoch 1 and restarted from its checkpoint.
+
+    GPU trials train under `mixed_float16`, where Keras wraps Adam in a LossScaleOptimizer whose
     dynamic loss scale and step counter are state like Adam's moments. Keras runs the same policy
     on CPU, so this trial runs it here (the device set-up, which picks float32 without a GPU, is
     followed by the GPU's policy), from scratch with augmentation. A restarted
