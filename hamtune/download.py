@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from hamtune.locking import node_lock
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,7 @@ def fetch_verified(url: str, target: Path, file_hash: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create {target.parent}: {exc}") from exc
-    lock = FileLock(str(target.with_name(f".{target.name}.lock")))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("waiting for another process downloading %s ...", target)
-        lock.acquire()
-    try:
+    with node_lock(target.with_name(f".{target.name}.lock"), log, f"downloading {target}"):
         found = _digest(target, algorithm)
         if found == expected:
             log.info("reusing %s, downloaded by another process", target)
@@ -82,8 +76,6 @@ def fetch_verified(url: str, target: Path, file_hash: str) -> Path:
         finally:
             part.unlink(missing_ok=True)
         return target
-    finally:
-        lock.release()
 
 
 def _download(url: str, dest: Path) -> None:

@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock, Timeout
 from PIL import Image
 
 from hamtune import __version__
 from hamtune.data.index import DatasetIndex
 from hamtune.errors import ConfigError, DataError
+from hamtune.locking import node_lock
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +126,7 @@ def open_cache(
     if _problem(entry, index, image_size) is None:
         return _load(entry, index)
 
-    lock = FileLock(entry.with_name(entry.name + ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        logger.info("waiting for another process building %s ...", entry)
-        lock.acquire()
-    try:
+    with node_lock(entry.with_name(entry.name + ".lock"), logger, f"building {entry}"):
         problem = _problem(entry, index, image_size)
         if problem is None:
             return _load(entry, index)
@@ -144,8 +138,6 @@ def open_cache(
             shutil.rmtree(leftover)
         _build(entry, index, image_size, workers or _usable_cpus())
         return _load(entry, index)
-    finally:
-        lock.release()
 
 
 def _check_arguments(index: DatasetIndex, image_size: int, workers: int | None) -> None:
