@@ -21,13 +21,14 @@ from hamtune.trainable import SEARCH_METRIC
 ENDED = ("TERMINATED", "ERROR")
 
 
-def standing(trials: list[Any], total: int) -> tuple[int, int, int, tuple[float, str] | None]:
+def standing(trials: list[Any], total: int, ending: Any = None) -> tuple[int, int, int, tuple[float, str] | None]:
     """(ended, running, pending, (best score so far, its trial id) or None) of a sweep of `total` trials.
 
     Pending counts the trials not created yet too: the searcher creates them as slots free up.
+    `ending` is a trial that ends now: Tune sets its status only after the callbacks have run.
     """
-    ended = sum(trial.status in ENDED for trial in trials)
-    running = sum(trial.status == "RUNNING" for trial in trials)
+    ended = sum(trial.status in ENDED or trial is ending for trial in trials)
+    running = sum(trial.status == "RUNNING" and trial is not ending for trial in trials)
     scores = [(float(trial.last_result[SEARCH_METRIC]), trial.trial_id) for trial in trials
               if math.isfinite(float((trial.last_result or {}).get(SEARCH_METRIC, math.nan)))]
     return ended, running, total - ended - running, max(scores, default=None)
@@ -91,18 +92,10 @@ class SweepProgress(Callback):
     def _line(self, trials: list, trial: Any) -> None:
         if self._out.isatty():
             return
-        # Tune sets the ending trial's status after its callbacks run: count it as ended now.
-        ended = [t if t is not trial else _Ended(t) for t in trials]
-        print(f"sweep: {describe(*standing(ended, self.total), time.monotonic() - self._started)}",
+        print(f"sweep: {describe(*standing(trials, self.total, ending=trial), time.monotonic() - self._started)}",
               file=self._out, flush=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._bar is not None:
             self._bar.close()
 
-
-class _Ended:
-    """A trial as it stands once it has ended (its status, Tune's view, is set a moment later)."""
-
-    def __init__(self, trial: Any) -> None:
-        self.trial_id, self.last_result, self.status = trial.trial_id, trial.last_result, "TERMINATED"
