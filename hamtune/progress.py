@@ -98,4 +98,3 @@ class SweepProgress(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._bar is not None:
             self._bar.close()
-
