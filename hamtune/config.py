@@ -45,6 +45,15 @@ AUGMENTATIONS: tuple[str, ...] = ("auto", "none", "flips", "full")
 #: zoom, brightness, contrast) slowed learning more than it regularised on the dev set; flips cost
 #: nothing and dermoscopy has no canonical orientation. Transfer keeps the notebook's full set.
 AUTO_AUGMENTATION: dict[str, str] = {SCRATCH: "flips", TRANSFER: "full"}
+#: `training.backend`: the Keras backend each trial process runs on (the driver never imports it).
+#: TensorFlow is the default stack; JAX runs each training step as one XLA program, and runs on
+#: GPU machines that have JAX but no TensorFlow.
+BACKENDS: tuple[str, ...] = ("tensorflow", "jax")
+#: `training.mixed_precision` on a GPU: true means float16 (with loss scaling), as before
+#: bfloat16 existed here; bfloat16 needs no loss scaling and suits Ampere/Hopper-class GPUs.
+PRECISION_POLICIES: dict[bool | str, str] = {
+    True: "mixed_float16", False: "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16",
+}
 #: `search.sampler`: Optuna's TPE, or uniform random sampling as a baseline.
 SAMPLERS: tuple[str, ...] = ("tpe", "random")
 #: `search.storage`: where the Optuna study lives when not in the default journal file.
@@ -136,8 +145,9 @@ class TrainingConfig:
     #: "imagenet", "none" or an absolute path to an existing weights file: one for every model,
     #: or a mapping with one per model (a local file holds one backbone's weights).
     weights: str | dict[str, str]
-    mixed_precision: bool
+    mixed_precision: bool | str
     augmentation: str = "auto"
+    backend: str = "tensorflow"
 
     def weights_for(self, model: str) -> str:
         """The weights setting of one model's backbone."""
@@ -152,6 +162,11 @@ class TrainingConfig:
         if self.augmentation == "auto":
             return AUTO_AUGMENTATION[self.mode_for(model)]
         return self.augmentation
+
+    @property
+    def gpu_policy(self) -> str:
+        """The Keras dtype policy a trial on a GPU trains with (CPU trials train in float32)."""
+        return PRECISION_POLICIES[self.mixed_precision]
 
 
 def _weights_of(weights: str | dict[str, str], model: str) -> str:
@@ -266,8 +281,9 @@ def _schema(models: tuple[str, ...]) -> dict[str, Any]:
             "patience": Field(5, POSITIVE_INT),
             "fine_tune_lr_scale": Field(0.1, Interval(float, 0, 1, "right")),
             "weights": Field("imagenet", Later(f"{WEIGHTS_RULE}, or a mapping of each model in space.models to one")),
-            "mixed_precision": Field(True, BOOL),
+            "mixed_precision": Field(True, OneOf(tuple(PRECISION_POLICIES))),
             "augmentation": Field("auto", OneOf(AUGMENTATIONS)),
+            "backend": Field("tensorflow", OneOf(BACKENDS)),
         },
         "resources": {
             "cpus_per_trial": Field(2.0, CPUS),

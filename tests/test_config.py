@@ -183,7 +183,7 @@ BAD_VALUES = [
      r"training\.weights\.densenet121 must be 'imagenet', 'none' or the path of an existing weights file, got \['a\.h5'\]"),
     ("training.weights", "missing.weights.h5",
      r"training\.weights must be 'imagenet', 'none' or the path of an existing weights file, got '.*missing\.weights\.h5'"),
-    ("training.mixed_precision", "yes", r"training\.mixed_precision must be one of true, false, got 'yes'"),
+    ("training.mixed_precision", "yes", r"training\.mixed_precision must be one of true, false, float16, bfloat16, got 'yes'"),
     ("resources.cpus_per_trial", 0, r"resources\.cpus_per_trial must be a float in \(0, inf\), got 0"),
     ("resources.gpus_per_trial", 1.5, r"resources\.gpus_per_trial must be a fraction in \[0, 1\) or a whole number, got 1\.5"),
     ("resources.gpus_per_trial", -1, r"resources\.gpus_per_trial must be a fraction in \[0, 1\) or a whole number, got -1"),
@@ -247,7 +247,7 @@ def test_cross_field_rules(settings: dict[str, Any], message: str) -> None:
         ("search.points_to_evaluate[0]", {"search": {"points_to_evaluate": [dict(POINT)]}},
          "class_weight_power, dropout, learning_rate, model, unfreeze_depth"),
         ("scheduler", {"scheduler": {}}, "grace_period, max_epochs, reduction_factor, type"),
-        ("training", {"training": {}}, "augmentation, batch_size, epochs, fine_tune_lr_scale, mixed_precision, patience, warmup_epochs, weights"),
+        ("training", {"training": {}}, "augmentation, backend, batch_size, epochs, fine_tune_lr_scale, mixed_precision, patience, warmup_epochs, weights"),
         ("resources", {"resources": {}}, "cpus_per_trial, gpus_per_trial, per_model"),
         ("resources.per_model.densenet121", {"resources": {"per_model": {"densenet121": {}}}}, "cpus, gpus"),
         ("failures", {"failures": {}}, "max_retries"),
@@ -479,6 +479,14 @@ def test_a_rung_inside_the_head_only_warm_up_is_refused_naming_both_keys() -> No
         parse_sweep({"name": "g", "training": {"warmup_epochs": 3}, "scheduler": {"grace_period": 2}})
     with pytest.raises(ConfigError, match=r"scheduler\.max_epochs \(3\) leaves no fine-tuning epoch for ASHA"):
         parse_sweep({"name": "g", "training": {"warmup_epochs": 3, "epochs": 3}})
+
+
+def test_backend_and_precision_are_validated() -> None:
+    training = parse_sweep({"name": "a", "training": {"backend": "jax", "mixed_precision": "bfloat16"}}).training
+    assert (training.backend, training.gpu_policy) == ("jax", "mixed_bfloat16")
+    assert parse_sweep({"name": "a"}).training.backend == "tensorflow"
+    with pytest.raises(ConfigError, match=r"training\.backend must be one of tensorflow, jax, got 'torch'"):
+        parse_sweep({"name": "a", "training": {"backend": "torch"}})
 
 
 def test_augmentation_is_validated() -> None:
