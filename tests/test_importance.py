@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hamtune.importance import ALL_MODELS, FANOVA_MIN_TRIALS, distributions, parameter_importance
+from hamtune.importance import ALL_MODELS, FANOVA_MIN_TRIALS, parameter_importance
+from hamtune.rebuilt import distributions
 from tests.handmade import SPACE, trial_row
 
 
