@@ -10,9 +10,10 @@ id as the user attribute `RAY_TRIAL_ATTR`, the key that joins it to the result t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hamtune.errors import ConfigError
 
@@ -68,13 +69,30 @@ def study_location(sweep: SweepConfig, experiment: Experiment) -> StudyLocation:
     A journal is a local (or NFS) file: for an experiment on object storage (s3://, gs://) the
     driver keeps it under `~/.cache/hamtune/studies`, and a team sets `search.storage` instead.
     """
-    if sweep.search.storage:
-        return StudyLocation(sweep.search.storage, sweep.name)
+    return _location(sweep.search.storage, sweep.name, experiment)
+
+
+def _location(storage: str | None, name: str, experiment: Experiment) -> StudyLocation:
+    if storage:
+        return StudyLocation(storage, name)
     if experiment.is_remote:
-        directory = LOCAL_STUDIES.expanduser() / sweep.name
+        directory = LOCAL_STUDIES.expanduser() / name
     else:
         directory = Path(experiment.uri.removeprefix("file://"))
-    return StudyLocation(str(directory / JOURNAL_FILE), sweep.name)
+    return StudyLocation(str(directory / JOURNAL_FILE), name)
+
+
+def kept_study(experiment: Experiment, config: Mapping[str, Any]) -> StudyLocation | None:
+    """Where a sweep with this saved config kept its study, by the rule above; None when it kept none
+    (an experiment older than persistent studies has no journal file). A database is not opened here.
+    """
+    name = config.get("name")
+    if not isinstance(name, str):
+        return None
+    location = _location((config.get("search") or {}).get("storage"), name, experiment)
+    if location.is_journal and not Path(location.storage).is_file():
+        return None
+    return location
 
 
 def open_storage(location: StudyLocation, source: str) -> BaseStorage:

@@ -9,7 +9,7 @@ import pytest
 from hamtune.config import parse_sweep
 from hamtune.errors import ConfigError
 from hamtune.experiment import experiment_for
-from hamtune.study import JOURNAL_FILE, LOCAL_STUDIES, StudyLocation, open_storage, study_location
+from hamtune.study import JOURNAL_FILE, LOCAL_STUDIES, StudyLocation, kept_study, open_storage, study_location
 
 
 def test_by_default_the_study_is_a_journal_file_in_the_experiment(tmp_path: Path) -> None:
@@ -46,3 +46,14 @@ def test_a_storage_that_cannot_be_opened_is_one_line_naming_the_key(url: str, re
     message = str(caught.value)
     assert message.startswith(f"sweep.yaml: search.storage: cannot open {url!r}: ")
     assert reason in message and "\n" not in message
+
+
+def test_a_finished_experiment_names_the_study_it_kept(tmp_path: Path) -> None:
+    experiment = experiment_for(str(tmp_path), "s")
+    assert kept_study(experiment, {"name": "s"}) is None  # no journal: older than persistent studies
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / JOURNAL_FILE).touch()
+    assert kept_study(experiment, {"name": "s"}) == StudyLocation(str(tmp_path / "s" / JOURNAL_FILE), "s")
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert kept_study(experiment, {"name": "s", "search": {"storage": url}}) == StudyLocation(url, "s")
+    assert kept_study(experiment, {}) is None  # a table without its config cannot name its study
