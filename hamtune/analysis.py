@@ -1,8 +1,8 @@
 """What a finished (or running) sweep says: its leaderboard, the model comparison, per-class scores.
 
-Everything here computes DataFrames from the result tables; `hamtune.report` prints and
-`hamtune.plots` draws them. Tables from several sweeps merge into one with a `sweep` column.
-A degenerate table (empty, every trial failed, no scores, an older schema) raises an
+Everything here computes DataFrames from the result tables; `hamtune.report` prints them, and
+`hamtune.plots` and `hamtune.studyplots` draw them. Tables from several sweeps merge into one with
+a `sweep` column. A degenerate table (empty, every trial failed, no scores, an older schema) raises an
 `ExperimentError` that says what is wrong, or gives partial results plus a note saying what
 is missing, never a traceback.
 """
@@ -23,6 +23,7 @@ import pyarrow as pa
 from hamtune.errors import ConfigError, ExperimentError
 from hamtune.importance import Importance, parameter_importance
 from hamtune.labels import CLASSES
+from hamtune.study import StudyLocation, kept_study
 from hamtune.tables import (
     EPOCHS_FILE,
     EPOCHS_SCHEMA,
@@ -46,12 +47,22 @@ PARAMETER_COLUMNS = ("learning_rate", "dropout", "unfreeze_depth", "class_weight
 MAIN_METRICS = ("val_macro_f1", "val_balanced_accuracy", "val_mel_recall", "val_accuracy", "val_auc_macro")
 
 
+class Source(NamedTuple):
+    """Where one analysed sweep came from: its trials table, the Optuna study it kept (None if it kept
+    none), and the search space its config declared (None if the table does not say)."""
+
+    trials_at: str
+    study: StudyLocation | None
+    space: dict[str, Any] | None
+
+
 class Results(NamedTuple):
     """Result tables of one or more sweeps, merged; `metadata` maps each sweep to its table metadata."""
 
     trials: pd.DataFrame
     epochs: pd.DataFrame | None
     metadata: dict[str, dict[str, str]]
+    sources: dict[str, Source]
     notes: tuple[str, ...]
 
 
@@ -65,9 +76,9 @@ class Analysis(NamedTuple):
     leaderboard: pd.DataFrame
     models: pd.DataFrame
     per_class: pd.DataFrame
-    history: pd.DataFrame
     importance: Importance
     hours_unit: str
+    sources: dict[str, Source]
     notes: tuple[str, ...]
 
 
@@ -97,6 +108,18 @@ def _sweep_name(metadata: dict[str, str], trials_location: str) -> str:
         return str(json.loads(metadata["config"])["name"])
     except (KeyError, ValueError, TypeError):
         return Path(trials_location.split("://")[-1]).parent.name or trials_location
+
+
+def _source(metadata: dict[str, str], trials_at: str) -> Source:
+    from hamtune.experiment import Experiment
+
+    try:
+        config = dict(json.loads(metadata["config"]))
+    except (KeyError, ValueError, TypeError):
+        config = {}
+    directory = trials_at.rsplit("/", 1)[0] if "://" in trials_at else str(Path(trials_at).resolve().parent)
+    storage, _, name = directory.rpartition("/")
+    return Source(trials_at, kept_study(Experiment(storage, name), config), config.get("space"))
 
 
 def _version_note(metadata: dict[str, str], source: str) -> list[str]:
@@ -134,7 +157,7 @@ def load_results(paths: Sequence[str], metric: str = DEFAULT_METRIC) -> Results:
     if not paths:
         raise ExperimentError(
             "no result table given: pass a trials.parquet, an experiment directory or a URI")
-    trials, epochs, metadata, notes = [], [], {}, []
+    trials, epochs, metadata, sources, notes = [], [], {}, {}, []
     for path in paths:
         trials_at, epochs_at = _locations(path)
         table, meta = read_table(trials_at)
@@ -146,6 +169,7 @@ def load_results(paths: Sequence[str], metric: str = DEFAULT_METRIC) -> Results:
             suffix += 1
             name = f"{base}-{suffix}"
         metadata[name] = meta
+        sources[name] = _source(meta, trials_at)
         trials.append(table.assign(sweep=name))
         try:
             per_epoch, epoch_meta = read_table(epochs_at)
@@ -161,7 +185,7 @@ def load_results(paths: Sequence[str], metric: str = DEFAULT_METRIC) -> Results:
         notes.append("the sweeps were validated on different data or splits (fingerprint/split seed differ): "
                      "compare their scores with care")
     merged_epochs = pd.concat(epochs, ignore_index=True) if epochs else None
-    return Results(pd.concat(trials, ignore_index=True), merged_epochs, metadata, tuple(notes))
+    return Results(pd.concat(trials, ignore_index=True), merged_epochs, metadata, sources, tuple(notes))
 
 
 # --- ranking -----------------------------------------------------------------------------------
@@ -295,30 +319,15 @@ def confusion(trial: pd.Series) -> np.ndarray | None:
 # --- over time -----------------------------------------------------------------------------------
 
 
-def history(ranked: pd.DataFrame, epochs: pd.DataFrame | None, metric: str, unit: str) -> pd.DataFrame:
-    """Best `metric` so far after each trial, per sweep, against trials and cumulative compute.
-
-    Trials are in the order they first reported an epoch (the row order of `epochs.parquet`);
-    without that table, in trial-id order. Unscored trials count towards compute, not the best.
+def run_order(trials: pd.DataFrame, epochs: pd.DataFrame | None) -> pd.DataFrame:
+    """One sweep's `trials` in the order they first reported an epoch (the row order of
+    `epochs.parquet`), so a study rebuilt from them numbers its trials as the sweep ran them;
+    trials that never reported, or every trial without that table, follow in trial-id order.
     """
-    frames = []
-    hours = trial_hours(ranked, unit)
-    for sweep, group in ranked.groupby("sweep", sort=False):
-        if epochs is not None:
-            order = epochs.loc[epochs["sweep"] == sweep, "trial_id"].drop_duplicates().tolist()
-        else:
-            order = []
-        position = {trial: i for i, trial in enumerate(order)}
-        group = group.assign(_order=group["trial_id"].map(position).fillna(len(order)))
-        group = group.sort_values(["_order", "trial_id"], kind="stable")
-        score = pd.to_numeric(group[metric], errors="coerce").where(group["rank"].notna())
-        best = score.cummin() if metric in LOWER_IS_BETTER else score.cummax()
-        frames.append(pd.DataFrame({
-            "sweep": sweep, "trial": range(1, len(group) + 1), "trial_id": group["trial_id"].to_numpy(),
-            "model": group["model"].to_numpy(), "value": score.to_numpy(), "best_so_far": best.to_numpy(),
-            "hours": hours[group.index].cumsum().to_numpy(),
-        }))
-    return pd.concat(frames, ignore_index=True)
+    order = [] if epochs is None else epochs["trial_id"].drop_duplicates().tolist()
+    position = {trial: i for i, trial in enumerate(order)}
+    keys = trials.assign(_order=trials["trial_id"].map(position).fillna(len(order)))
+    return trials.loc[keys.sort_values(["_order", "trial_id"], kind="stable").index]
 
 
 def learning_curves(epochs: pd.DataFrame | None, board: pd.DataFrame) -> pd.DataFrame:
@@ -346,21 +355,13 @@ def analyze(paths: Sequence[str], metric: str = DEFAULT_METRIC, top: int = 10) -
         notes.append(f"only one model in the table ({models[0]}): no model comparison possible")
     if ranked["rank"].count() == 1:
         notes.append("only one ranked trial: no spread, no history, no importance to speak of")
-    spaces = {sweep: _space(meta) for sweep, meta in results.metadata.items()}
-    importance = parameter_importance(ranked[ranked["rank"].notna()], metric,
-                                      [s for s in spaces.values() if s is not None],
+    spaces = [source.space for source in results.sources.values() if source.space is not None]
+    importance = parameter_importance(ranked[ranked["rank"].notna()], metric, spaces,
                                       maximize=metric not in LOWER_IS_BETTER)
     return Analysis(
         metric=metric, sweeps=tuple(results.metadata), trials=ranked, epochs=results.epochs,
         leaderboard=leaderboard(ranked, metric, top), models=compare_models(ranked, metric, unit),
-        per_class=per_class(ranked), history=history(ranked, results.epochs, metric, unit),
-        importance=importance, hours_unit=unit, notes=(*results.notes, *notes, *importance.notes),
+        per_class=per_class(ranked), importance=importance, hours_unit=unit, sources=results.sources,
+        notes=(*results.notes, *notes, *importance.notes),
     )
 
-
-def _space(metadata: dict[str, str]) -> dict[str, Any] | None:
-    """The search space a sweep declared (its resolved config), None if the table does not say."""
-    try:
-        return json.loads(metadata["config"])["space"]
-    except (KeyError, ValueError, TypeError):
-        return None

@@ -1,7 +1,9 @@
 """An analysis as text (table, markdown, CSV, JSON) and as one self-contained HTML report with plots.
 
-The HTML embeds its PNGs as base64 and its styles inline, so the single file can be mailed,
-attached to a ticket or opened offline; the PNGs are also written next to it.
+The HTML holds Optuna's interactive plotly figures of each sweep's study (`hamtune.studyplots`)
+with plotly.js inlined once, hamtune's own plots as base64 PNGs and its styles inline, so the
+single file can be mailed, attached to a ticket or opened offline, and loads nothing. Every
+plot is also written next to it as a PNG, for papers.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import base64
 import html
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,7 @@ from hamtune import plots
 from hamtune.analysis import HOURS_COLUMNS, Analysis, confusion, learning_curves
 from hamtune.errors import ConfigError, ExperimentError
 from hamtune.labels import CLASSES
+from hamtune.studyplots import StudyView, interactive, study_view, write_pngs
 
 logger = logging.getLogger(__name__)
 
@@ -104,29 +107,28 @@ def format_analysis(analysis: Analysis, fmt: str = "table") -> str:
 # --- files ----------------------------------------------------------------------------------------
 
 
-def write_plots(analysis: Analysis, out: Path) -> dict[str, Path]:
-    """Render every plot the analysis has data for into `out`; returns {plot name: PNG path}."""
-    metric = analysis.metric
-    ranked = analysis.trials[analysis.trials["rank"].notna()]
-    figures = {
-        "optimization_history": lambda: plots.optimization_history(
-            analysis.history, metric, analysis.hours_unit),
-        "metric_vs_parameters": lambda: plots.metric_vs_parameters(ranked, metric),
-        "parallel_coordinates": lambda: plots.parallel_coordinates(ranked, metric),
-    }
-    if len(analysis.importance.table):
-        figures["importance"] = lambda: plots.importance_bars(analysis.importance.table, metric)
+def write_plots(analysis: Analysis, views: Sequence[StudyView], out: Path) -> dict[str, Path]:
+    """Render every plot the analysis has data for into `out` as PNGs; returns {file stem: path}.
+
+    hamtune's own plots, then Optuna's of each view's study (named after the sweep when there are several).
+    """
+    figures = {}
     curves = learning_curves(analysis.epochs, analysis.leaderboard)
     if len(curves):
         names = {row.trial_id: f"#{row.rank} {row.trial_id} {row.model}"
                  for row in analysis.leaderboard.itertuples()}
-        figures["learning_curves"] = lambda: plots.learning_curves(curves, metric, names)
-    best = ranked.iloc[0]
+        figures["learning_curves"] = lambda: plots.learning_curves(curves, analysis.metric, names)
+    figures["per_class_scores"] = lambda: plots.per_class_scores(analysis.per_class)
+    best = analysis.trials.iloc[0]  # ranked first: analyze() refuses a table with no ranked trial
     matrix = confusion(best)
     if matrix is not None:
         title = f"Validation confusion matrix of the best trial ({best['trial_id']}, {best['model']})"
         figures["confusion_matrix"] = lambda: plots.confusion_matrix(matrix, title)
-    return {name: plots.save(draw(), out / f"{name}.png") for name, draw in figures.items()}
+    images = {name: plots.save(draw(), out / f"{name}.png") for name, draw in figures.items()}
+    for view in views:
+        prefix = f"{view.sweep}-" if len(views) > 1 else ""
+        images.update({path.stem: path for path in write_pngs(view, analysis.metric, out, prefix).values()})
+    return images
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px;color:#222}
@@ -134,6 +136,11 @@ table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f3f3f3}img{max-width:100%;margin:.5em 0 1.5em}
 .notes li{margin:.2em 0}"""
+#: hamtune's own plots under the table they belong to.
+_PLACEMENT = {"leaderboard": ["learning_curves"], "per_class": ["per_class_scores", "confusion_matrix"]}
+_TITLES = {"optimization_history": "Optimisation history", "parallel_coordinate": "Parallel coordinates",
+           "param_importances": "Hyperparameter importances", "slice": "Slice plots",
+           "contour": "Contours over the continuous hyperparameters"}
 
 
 def _image(path: Path) -> str:
@@ -142,31 +149,44 @@ def _image(path: Path) -> str:
     return f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"></figure>'
 
 
-def render_html(analysis: Analysis, images: dict[str, Path]) -> str:
-    """The whole report as one HTML document (images inlined)."""
+def _study_section(view: StudyView, metric: str) -> list[str]:
+    """Optuna's interactive figures of one sweep's study (plotly.js itself is inlined once, in the head)."""
+    body = [f"<h2>Optuna's plots of {html.escape(view.sweep)}</h2>"]
+    for name, figure in interactive(view, metric).items():
+        body.append(f"<h3>{_TITLES[name]}</h3>")
+        body.append(figure.to_html(full_html=False, include_plotlyjs=False, default_height="500px",
+                                   config={"displaylogo": False}))
+    return body
+
+
+def render_html(analysis: Analysis, images: dict[str, Path], views: Sequence[StudyView]) -> str:
+    """The whole report as one HTML document: plotly.js, Optuna's figures and hamtune's PNGs inlined."""
+    from plotly.offline import get_plotlyjs
+
     body = [f"<h1>hamtune analysis: {html.escape(', '.join(analysis.sweeps))}</h1>"]
-    if analysis.notes:
-        items = "".join(f"<li>{html.escape(note)}</li>" for note in analysis.notes)
-        body.append(f"<h2>Notes</h2><ul class='notes'>{items}</ul>")
-    placement = {"leaderboard": ["optimization_history", "learning_curves"],
-                 "models": ["metric_vs_parameters", "parallel_coordinates"],
-                 "per_class": ["confusion_matrix"], "importance": ["importance"]}
+    notes = [*analysis.notes, *(view.note for view in views)]
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    body.append(f"<h2>Notes</h2><ul class='notes'>{items}</ul>")
     for key, (title, table) in sections(analysis).items():
         body.append(f"<h2>{html.escape(title)}</h2>")
         body.append(table.to_html(index=False, na_rep="-", border=0, float_format=lambda v: f"{v:.4g}")
                     if len(table) else "<p>(none)</p>")
-        body += [_image(images[name]) for name in placement[key] if name in images]
+        body += [_image(images[name]) for name in _PLACEMENT.get(key, []) if name in images]
+    for view in views:
+        body += _study_section(view, analysis.metric)
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>hamtune analysis</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+            f"<style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head>"
+            f"<body>{''.join(body)}</body></html>")
 
 
 def write_report(analysis: Analysis, out: Path) -> list[Path]:
     """Write the PNG plots and `report.html` into `out`; returns the report first, then the PNGs."""
+    views = [study_view(analysis, sweep) for sweep in analysis.sweeps]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        images = write_plots(analysis, out)
+        images = write_plots(analysis, views, out)
         report = out / REPORT_FILE
-        report.write_text(render_html(analysis, images), encoding="utf-8")
+        report.write_text(render_html(analysis, images, views), encoding="utf-8")
     except OSError as error:
         raise ExperimentError(f"cannot write the report into {out}: {error}") from error
     logger.debug("wrote %s and %d plots", report, len(images))

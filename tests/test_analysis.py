@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from hamtune.analysis import analyze, load_results, rank_trials
+from hamtune.analysis import analyze, load_results, rank_trials, run_order
 from hamtune.errors import ConfigError, ExperimentError
+from hamtune.study import JOURNAL_FILE, StudyLocation
 from hamtune.tables import TRIALS_SCHEMA
-from tests.handmade import epoch_rows, trial_row, write_results
+from tests.handmade import SPACE, epoch_rows, trial_row, write_results
 from tests.real_sweep import run_tiny_sweep
 
 # scikit-learn-free numbers: every value below follows from tests.handmade.trial_row.
@@ -77,14 +77,17 @@ def test_per_class_scores_of_each_models_best_trial(sweep_dir: Path) -> None:
     assert len(per_class) == 2 * 7
 
 
-def test_history_follows_the_order_trials_first_reported(sweep_dir: Path) -> None:
-    history = analyze([str(sweep_dir)]).history
-    assert history["trial_id"].tolist() == ["c2", "d1", "c1", "d2", "e1"]
-    assert history["value"].tolist()[:4] == pytest.approx([0.5, 0.6, 0.7, 0.4])
-    assert history["best_so_far"].tolist()[:4] == pytest.approx([0.5, 0.6, 0.7, 0.7])
-    assert math.isnan(history["value"].iloc[4])
-    hours = np.cumsum([3600, 3600, 7200, 1800, 900]) / 3600
-    assert history["hours"].tolist() == pytest.approx(hours.tolist())
+def test_run_order_follows_the_order_trials_first_reported(sweep_dir: Path) -> None:
+    analysis = analyze([str(sweep_dir)])
+    assert run_order(analysis.trials, analysis.epochs)["trial_id"].tolist() == ["c2", "d1", "c1", "d2", "e1"]
+
+
+def test_sources_say_where_each_sweep_and_its_study_are(sweep_dir: Path) -> None:
+    source = analyze([str(sweep_dir)]).sources["alpha"]
+    assert source.trials_at == str(sweep_dir / "trials.parquet")
+    assert source.space == SPACE and source.study is None  # no journal: an older experiment
+    (sweep_dir / JOURNAL_FILE).touch()
+    assert analyze([str(sweep_dir)]).sources["alpha"].study == StudyLocation(str(sweep_dir / JOURNAL_FILE), "alpha")
 
 
 def test_loss_is_ranked_lowest_first(sweep_dir: Path) -> None:
@@ -180,7 +183,7 @@ def test_table_without_a_required_column_is_a_clear_error(tmp_path: Path) -> Non
 def test_missing_epochs_table_only_costs_learning_curves(tmp_path: Path) -> None:
     analysis = analyze([str(write_results(tmp_path, [trial_row("a", score=0.3), trial_row("b", score=0.5)]))])
     assert analysis.epochs is None
-    assert analysis.history["trial_id"].tolist() == ["a", "b"]  # trial-id order
+    assert run_order(analysis.trials, analysis.epochs)["trial_id"].tolist() == ["a", "b"]  # trial-id order
     assert any("no readable epochs.parquet" in note for note in analysis.notes)
 
 
@@ -234,4 +237,4 @@ def test_analysis_of_a_real_sweep(tiny_sweep: Path) -> None:
     assert analysis.models.loc[0, "training_hours"] > 0
     split = pd.read_csv(tiny_sweep / "split.csv")
     assert analysis.per_class["support"].sum() == (split["split"] == "val").sum()
-    assert set(analysis.history["trial_id"]) == set(analysis.trials["trial_id"])
+    assert analysis.sources["tiny"].study == StudyLocation(str(tiny_sweep / JOURNAL_FILE), "tiny")

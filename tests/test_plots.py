@@ -1,4 +1,4 @@
-"""Every figure renders to a valid, labelled PNG from a hand-built two-model sweep."""
+"""Each of hamtune's own figures renders to a valid, labelled PNG from a hand-built two-model sweep."""
 
 from __future__ import annotations
 
@@ -53,39 +53,17 @@ def axis_labels(figure) -> list[str]:  # noqa: ANN001
     return [label for ax in figure.axes for label in (ax.get_xlabel(), ax.get_ylabel()) if label]
 
 
-def test_optimization_history_against_trials_and_gpu_hours(analysis: Analysis, tmp_path: Path) -> None:
-    figure = plots.optimization_history(analysis.history, analysis.metric, analysis.hours_unit)
-    assert {"trials run", "cumulative GPU-hours", "validation macro F1"} <= set(axis_labels(figure))
-    width, height = assert_png(render(figure, tmp_path))
-    assert width > height
-
-
-def test_metric_against_each_parameter_coloured_by_model(analysis: Analysis, tmp_path: Path) -> None:
-    ranked = analysis.trials[analysis.trials["rank"].notna()]
-    figure = plots.metric_vs_parameters(ranked, analysis.metric)
-    assert len(figure.axes) == 4 and figure.axes[0].get_xscale() == "log"
-    assert "learning rate (log scale)" in axis_labels(figure)
-    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert legend == ["convnext_small", "densenet121"]
-    assert_png(render(figure, tmp_path))
-
-
-def test_parallel_coordinates_has_one_line_per_trial(analysis: Analysis, tmp_path: Path) -> None:
-    ranked = analysis.trials[analysis.trials["rank"].notna()]
-    figure = plots.parallel_coordinates(ranked, analysis.metric)
-    lines = figure.axes[0].collections[0]
-    assert len(lines.get_segments()) == len(ranked) == 12
-    ticks = [t.get_text() for t in figure.axes[0].get_xticklabels()]
-    assert ticks == ["model", "learning rate", "dropout", "unfreeze depth", "class weight power",
-                     "validation macro F1"]
-    assert_png(render(figure, tmp_path))
-
-
-def test_importance_bars_name_the_evaluator(analysis: Analysis, tmp_path: Path) -> None:
-    figure = plots.importance_bars(analysis.importance.table, analysis.metric)
-    titles = [ax.get_title() for ax in figure.axes]
-    assert titles[0].startswith("all models\nfANOVA, 12 trials")
-    assert any("PED-ANOVA, 6 trials" in title for title in titles)  # per model: too few for fANOVA
+def test_per_class_scores_show_recall_and_precision_of_each_models_best_trial(analysis: Analysis,
+                                                                             tmp_path: Path) -> None:
+    figure = plots.per_class_scores(analysis.per_class)
+    recall, precision = figure.axes
+    assert (recall.get_ylabel(), precision.get_ylabel()) == ("validation recall", "validation precision")
+    assert [t.get_text() for t in recall.get_xticklabels()] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert len(recall.patches) == len(precision.patches) == 2 * 7  # one bar per model and class
+    heights = sorted(bar.get_height() for bar in recall.patches)
+    assert heights == pytest.approx(sorted(analysis.per_class["recall"]))
+    legend = [text.get_text() for text in recall.get_legend().get_texts()]
+    assert legend == ["densenet121 (trial11)", "convnext_small (trial10)"]
     assert_png(render(figure, tmp_path))
 
 

@@ -1,4 +1,4 @@
-"""Text formats of an analysis and the self-contained HTML report with its PNGs."""
+"""Text formats of an analysis and the self-contained HTML report: Optuna's interactive plots, hamtune's PNGs."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import pytest
 from hamtune.analysis import Analysis, analyze
 from hamtune.errors import ConfigError
 from hamtune.report import REPORT_FILE, format_analysis, markdown_table, per_class_wide, write_report
+from hamtune.studyplots import PLOTS
 from tests.handmade import trial_row, write_results
 from tests.real_sweep import run_tiny_sweep
 from tests.test_plots import assert_png, two_model_sweep
+from tests.test_studyplots import keep_study
 
-PLOTS = {"optimization_history", "metric_vs_parameters", "parallel_coordinates", "importance",
-         "learning_curves", "confusion_matrix"}
+OWN_PLOTS = {"learning_curves", "per_class_scores", "confusion_matrix"}
 
 
 @pytest.fixture(scope="module")
@@ -77,41 +78,64 @@ def test_per_class_support_is_shared_when_every_model_saw_the_same_split() -> No
     assert wide.columns.tolist() == ["class", "support", "a recall", "a precision", "b recall", "b precision"]
 
 
-def check_report(files: list[Path], out: Path) -> str:
-    """The report is first, every PNG is valid, and the HTML embeds exactly those PNGs and nothing remote."""
+def check_report(files: list[Path], out: Path, own: set[str], optuna_plots: list[str]) -> str:
+    """The report comes first and every PNG is valid; the HTML inlines hamtune's `own` PNGs, plotly.js
+    exactly once and one interactive figure per Optuna plot, and refers to nothing outside itself."""
+    from plotly.offline import get_plotlyjs
+
     assert files[0] == out / REPORT_FILE
+    assert {path.stem for path in files[1:]} == own | set(optuna_plots)
     for png in files[1:]:
         assert_png(png.read_bytes())
     html = files[0].read_text(encoding="utf-8")
+    assert html.count(get_plotlyjs()) == 1
+    html = html.replace(get_plotlyjs(), "")  # the library's own strings name its web site
+    assert "* plotly.js v" not in html
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(embedded) == len(files) - 1
+    assert len(embedded) == len(own)
     for data in embedded:
         assert_png(base64.b64decode(data))
-    assert not re.search(r'(src|href)="(https?:|//|file:)', html)
+    assert html.count('class="plotly-graph-div"') == len(optuna_plots)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", html)
     return html
 
 
 def test_report_embeds_every_plot_and_table(analysis: Analysis, tmp_path: Path) -> None:
     files = write_report(analysis, tmp_path / "out")
-    assert {path.stem for path in files[1:]} == PLOTS
-    html = check_report(files, tmp_path / "out")
+    html = check_report(files, tmp_path / "out", OWN_PLOTS, list(PLOTS))
     assert "<h2>Top 3 trials by val_macro_f1</h2>" in html and html.count("<table") == 4
     assert "6 trials are too few for fANOVA" in html
+    for title in ("Optimisation history", "Parallel coordinates", "Hyperparameter importances", "Slice plots",
+                  "Contours over the continuous hyperparameters"):
+        assert f"<h3>{title}</h3>" in html
+    assert "two-models: kept no Optuna study; Optuna&#x27;s plots draw a study rebuilt in memory" in html
 
 
 def test_report_of_a_single_trial_leaves_out_what_cannot_be_drawn(tmp_path: Path) -> None:
     one = analyze([str(write_results(tmp_path / "one", [trial_row("solo", confusion_matrix=None)]))])
     files = write_report(one, tmp_path / "out")
-    assert {path.stem for path in files[1:]} == {"optimization_history", "metric_vs_parameters",
-                                                 "parallel_coordinates"}
-    html = check_report(files, tmp_path / "out")
+    html = check_report(files, tmp_path / "out", {"per_class_scores"},
+                        [plot for plot in PLOTS if plot != "param_importances"])
     assert "only one ranked trial" in html
+
+
+def test_several_sweeps_get_one_section_each_and_named_pngs(tmp_path: Path) -> None:
+    first = write_results(tmp_path / "first", [trial_row("a"), trial_row("b", score=0.6)], name="first")
+    keep_study(first, "first", [0.5, 0.6])
+    second = write_results(tmp_path / "second", [trial_row("c", score=0.4)], name="second")
+    files = write_report(analyze([str(first), str(second)]), tmp_path / "out")
+    drawn = [f"{sweep}-{plot}" for sweep in ("first", "second") for plot in PLOTS if plot != "param_importances"]
+    html = check_report(files, tmp_path / "out", {"per_class_scores", "confusion_matrix"}, drawn)
+    assert "<h2>Optuna's plots of first</h2>" in html and "<h2>Optuna's plots of second</h2>" in html
+    assert "first: Optuna&#x27;s plots draw the study the sweep kept" in html
+    assert "second: kept no Optuna study" in html
 
 
 @pytest.mark.slow
 def test_report_of_a_real_sweep(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path, tmp_path: Path) -> None:
     experiment = run_tiny_sweep(tmp_path_factory, hamtune_cache)
     files = write_report(analyze([str(experiment)]), tmp_path)
-    assert {path.stem for path in files[1:]} == PLOTS - {"importance"}  # two trials: too few to assess
-    html = check_report(files, tmp_path)
+    drawn = [plot for plot in PLOTS if plot != "param_importances"]  # two trials: too few to assess
+    html = check_report(files, tmp_path, OWN_PLOTS, drawn)
     assert "2 scored trial(s), at least 3 needed" in html
+    assert "tiny: Optuna&#x27;s plots draw the study the sweep kept (study &#x27;tiny&#x27;" in html

@@ -1,0 +1,130 @@
+"""Optuna's own plots of each analysed sweep's study: interactive (plotly) for the HTML report, PNG for papers.
+
+Optuna already draws the optimisation history, parallel coordinates, parameter importances,
+slices and contours, so hamtune does not redraw them: `optuna.visualization` gives the report
+its interactive figures and `optuna.visualization.matplotlib` the PNGs of the same plots.
+
+The study is the one the sweep kept (`hamtune.study`) when it scores the analysed metric. An
+experiment that kept none (older than persistent studies, or a table without its directory),
+one whose storage cannot be read, or an analysis by another metric gets an in-memory study
+rebuilt from the table (`hamtune.rebuilt`) instead; the view's note says which was drawn.
+Several experiments give one study each, never merged: their spaces and trial numbers differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from hamtune.analysis import LOWER_IS_BETTER, Analysis, run_order
+from hamtune.config import FLOAT_PARAMETERS
+from hamtune.importance import MIN_TRIALS, evaluator_for
+from hamtune.plots import label, save
+from hamtune.rebuilt import distributions, quiet_optuna, rebuilt_study
+from hamtune.trainable import OBJECTIVE
+from hamtune.warmstart import WARM_START_ATTR
+
+if TYPE_CHECKING:
+    import optuna
+    import plotly.graph_objects as go
+
+#: Optuna's plots in report order, by the name of their `optuna.visualization` function.
+PLOTS = ("optimization_history", "parallel_coordinate", "param_importances", "slice", "contour")
+
+
+class StudyView(NamedTuple):
+    """The study drawn for one sweep, and a note saying where it came from."""
+
+    sweep: str
+    study: optuna.Study
+    note: str
+
+
+def study_view(analysis: Analysis, sweep: str) -> StudyView:
+    """The study the sweep kept if it scores `analysis.metric` and can be read, else one rebuilt from its table."""
+    kept = analysis.sources[sweep].study
+    if kept is None:
+        why = "kept no Optuna study"
+    elif analysis.metric != OBJECTIVE:
+        why = f"kept a study of {OBJECTIVE}, not {analysis.metric}"
+    else:
+        try:
+            with quiet_optuna():
+                study = kept.load()
+        except Exception as error:  # KeyError (no such study), SQLAlchemy and driver errors
+            why = f"kept a study that could not be read ({type(error).__name__}: {error})"
+        else:
+            warm = sum(WARM_START_ATTR in trial.user_attrs for trial in study.trials)
+            return StudyView(sweep, study, (
+                f"{sweep}: Optuna's plots draw the study the sweep kept (study {kept.name!r} in {kept.storage}: "
+                f"{_complete(study)} complete of {len(study.trials)} trials"
+                + (f", {warm} of them warm-start trials from earlier sweeps)" if warm else ")")))
+    source = analysis.sources[sweep]
+    trials = analysis.trials[(analysis.trials["sweep"] == sweep) & analysis.trials["rank"].notna()]
+    epochs = None if analysis.epochs is None else analysis.epochs[analysis.epochs["sweep"] == sweep]
+    study = rebuilt_study(run_order(trials, epochs), analysis.metric,
+                          distributions(trials, [source.space] if source.space else []),
+                          maximize=analysis.metric not in LOWER_IS_BETTER, name=sweep)
+    return StudyView(sweep, study, (
+        f"{sweep}: {why}; Optuna's plots draw a study rebuilt in memory from the {len(trials)} ranked "
+        f"trials of {source.trials_at}"))
+
+
+def _complete(study: optuna.Study) -> int:
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def plots_of(study: optuna.Study) -> tuple[str, ...]:
+    """The plots worth drawing: no importances below `MIN_TRIALS` complete trials, as in hamtune's table."""
+    return tuple(plot for plot in PLOTS if plot != "param_importances" or _complete(study) >= MIN_TRIALS)
+
+
+def _parameters(study: optuna.Study) -> set[str]:
+    return {name for trial in study.get_trials(deepcopy=False) for name in trial.params}
+
+
+def _arguments(study: optuna.Study, plot: str) -> dict[str, Any]:
+    """What each plot is called with besides the study: importance by the evaluator hamtune's table
+    uses at that trial count; contours only over the continuous parameters (every pair of every
+    parameter is a grid nobody reads)."""
+    if plot == "param_importances":
+        return {"evaluator": evaluator_for(_complete(study))[0]}
+    if plot == "contour":
+        return {"params": [name for name in FLOAT_PARAMETERS if name in _parameters(study)]}
+    return {}
+
+
+def _draw(view: StudyView, metric: str, backend: Any, plot: str) -> Any:  # noqa: ANN401 - plotly or matplotlib
+    draw: Callable[..., Any] = getattr(backend, f"plot_{plot}")
+    with quiet_optuna():
+        return draw(view.study, target_name=label(metric), **_arguments(view.study, plot))
+
+
+def interactive(view: StudyView, metric: str) -> dict[str, go.Figure]:
+    """Optuna's plotly figures of the view's study, by plot name."""
+    from optuna import visualization
+
+    return {plot: _draw(view, metric, visualization, plot) for plot in plots_of(view.study)}
+
+
+def write_pngs(view: StudyView, metric: str, out: Path, prefix: str = "") -> dict[str, Path]:
+    """The same plots as PNGs through Optuna's matplotlib backend, saved as `out/PREFIXplot.png`."""
+    import matplotlib.pyplot as plt  # Optuna's matplotlib backend draws on pyplot figures
+    from optuna.visualization import matplotlib
+
+    paths = {}
+    for plot in plots_of(view.study):
+        axes = _draw(view, metric, matplotlib, plot)
+        figure = np.ravel(np.asarray(axes, dtype=object))[0].figure  # contour and slice give an array
+        if plot == "parallel_coordinate":  # Optuna's default 6.4 in crowds one axis per parameter
+            figure.set_size_inches(2 * len(_parameters(view.study)) + 4, 5)
+        try:
+            paths[plot] = save(figure, out / f"{prefix}{plot}.png")
+        finally:
+            plt.close(figure)
+    return paths
