@@ -6,8 +6,9 @@ its interactive figures and `optuna.visualization.matplotlib` the PNGs of the sa
 
 The study is the one the sweep kept (`hamtune.study`) when it scores the analysed metric. An
 experiment that kept none (older than persistent studies, or a table without its directory),
-one whose storage cannot be read, or an analysis by another metric gets an in-memory study
-rebuilt from the table (`hamtune.rebuilt`) instead; the view's note says which was drawn.
+one whose storage cannot be read or holds no complete trial, or an analysis by another metric
+gets an in-memory study rebuilt from the table (`hamtune.rebuilt`) instead; the view's note
+says which was drawn.
 Several experiments give one study each, never merged: their spaces and trial numbers differ.
 """
 
@@ -45,7 +46,8 @@ class StudyView(NamedTuple):
 
 def study_view(analysis: Analysis, sweep: str) -> StudyView:
     """The study the sweep kept if it scores `analysis.metric` and can be read, else one rebuilt from its table."""
-    kept = analysis.sources[sweep].study
+    source = analysis.sources[sweep]
+    kept = source.study
     if kept is None:
         why = "kept no Optuna study"
     elif analysis.metric != OBJECTIVE:
@@ -57,12 +59,13 @@ def study_view(analysis: Analysis, sweep: str) -> StudyView:
         except Exception as error:  # KeyError (no such study), SQLAlchemy and driver errors
             why = f"kept a study that could not be read ({type(error).__name__}: {error})"
         else:
-            warm = sum(WARM_START_ATTR in trial.user_attrs for trial in study.trials)
-            return StudyView(sweep, study, (
-                f"{sweep}: Optuna's plots draw the study the sweep kept (study {kept.name!r} in {kept.storage}: "
-                f"{_complete(study)} complete of {len(study.trials)} trials"
-                + (f", {warm} of them warm-start trials from earlier sweeps)" if warm else ")")))
-    source = analysis.sources[sweep]
+            if _complete(study):
+                warm = sum(WARM_START_ATTR in trial.user_attrs for trial in study.trials)
+                return StudyView(sweep, study, (
+                    f"{sweep}: Optuna's plots draw the study the sweep kept (study {kept.name!r} in "
+                    f"{kept.storage}: {_complete(study)} complete of {len(study.trials)} trials"
+                    + (f", {warm} of them warm-start trials from earlier sweeps)" if warm else ")")))
+            why = "kept a study with no complete trial (the scheduler stopped every one)"
     trials = analysis.trials[(analysis.trials["sweep"] == sweep) & analysis.trials["rank"].notna()]
     epochs = None if analysis.epochs is None else analysis.epochs[analysis.epochs["sweep"] == sweep]
     study = rebuilt_study(run_order(trials, epochs), analysis.metric,

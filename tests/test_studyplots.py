@@ -27,12 +27,14 @@ def three_trials(directory: Path) -> Path:
     return write_results(directory, trials, epochs, name="three")
 
 
-def keep_study(experiment: Path, name: str, values: list[float], warm: int = 0) -> None:
-    """A journal study as a sweep keeps it: `values` as COMPLETE trials, the first `warm` from a warm start."""
+def keep_study(experiment: Path, name: str, values: list[float], warm: int = 0,
+               state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> None:
+    """A journal study as a sweep keeps it: `values` as trials in `state`, the first `warm` from a warm start."""
     study = optuna.create_study(study_name=name, direction="maximize",
                                 storage=StudyLocation(str(experiment / JOURNAL_FILE), name).open())
     study.add_trials([optuna.trial.create_trial(
-        params={"dropout": 0.1 * i}, distributions={"dropout": FloatDistribution(0.0, 1.0)}, value=value,
+        params={"dropout": 0.1 * i}, distributions={"dropout": FloatDistribution(0.0, 1.0)}, state=state,
+        value=value if state == optuna.trial.TrialState.COMPLETE else None, intermediate_values={1: value},
         user_attrs={WARM_START_ATTR: "old#x"} if i < warm else {},
     ) for i, value in enumerate(values)])
 
@@ -73,6 +75,14 @@ def test_a_study_that_cannot_be_read_falls_back_to_the_table(tmp_path: Path) -> 
     view = study_view(analyze([str(experiment)]), "three")
     assert len(view.study.trials) == 3
     assert view.note.startswith("three: kept a study that could not be read (KeyError: ")
+
+
+def test_a_study_of_pruned_trials_only_falls_back_to_the_table(tmp_path: Path) -> None:
+    experiment = three_trials(tmp_path / "three")
+    keep_study(experiment, "three", [0.2, 0.3], state=optuna.trial.TrialState.PRUNED)
+    view = study_view(analyze([str(experiment)]), "three")
+    assert len(view.study.trials) == 3
+    assert view.note.startswith("three: kept a study with no complete trial (the scheduler stopped every one)")
 
 
 def test_every_optuna_plot_renders_interactively_and_as_png(tmp_path: Path) -> None:
