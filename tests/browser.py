@@ -38,8 +38,8 @@ def chromium() -> str | None:
 class _Pipe:
     """One DevTools connection: send commands, collect events, wait for replies."""
 
-    def __init__(self, process: subprocess.Popen, send_fd: int, receive_fd: int) -> None:
-        self.process, self.send_fd, self.events = process, send_fd, queue.Queue()
+    def __init__(self, send_fd: int, receive_fd: int) -> None:
+        self.send_fd, self.events = send_fd, queue.Queue()
         self.next_id = 0
         threading.Thread(target=self._read, args=(receive_fd,), daemon=True).start()
 
@@ -52,7 +52,7 @@ class _Pipe:
                 self.events.put(json.loads(message))
 
     def call(self, method: str, params: dict | None = None, session: str | None = None,
-             seen: list[dict] | None = None, timeout: float = 60.0) -> dict:
+             seen: list[dict] | None = None, timeout: float = 120.0) -> dict:
         """Send a command and wait for its reply; events meanwhile are appended to `seen`."""
         self.next_id += 1
         message = {"id": self.next_id, "method": method, "params": params or {}}
@@ -92,8 +92,16 @@ def _errors(events: list[dict]) -> list[str]:
     return errors
 
 
-def open_page(path: Path, expression: str, settle: float = 2.0, timeout: float = 120.0) -> PageRecord:
-    """Load `path` in headless Chromium, wait for its load event and `settle` seconds, evaluate `expression`."""
+def _evaluate(pipe: _Pipe, session: str, expression: str, events: list[dict]) -> Any:  # noqa: ANN401 - JSON
+    reply = pipe.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session,
+                      seen=events)
+    return reply["result"]["result"].get("value")
+
+
+def open_page(path: Path, expression: str, ready: str = "true", settle: float = 1.0,
+              timeout: float = 120.0) -> PageRecord:
+    """Load `path` in headless Chromium, wait for its load event and then until the JavaScript `ready`
+    is true (a loaded machine draws late), `settle` seconds more, and evaluate `expression`."""
     executable = chromium()
     if executable is None:
         raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
@@ -111,21 +119,23 @@ def open_page(path: Path, expression: str, settle: float = 2.0, timeout: float =
         os.close(commands_read)
         os.close(replies_write)
         try:
-            pipe, events = _Pipe(process, commands_write, replies_read), []
+            pipe, events = _Pipe(commands_write, replies_read), []
             target = pipe.call("Target.createTarget", {"url": "about:blank"})["result"]["targetId"]
             session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["result"]["sessionId"]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 pipe.call(f"{domain}.enable", session=session, seen=events)
             pipe.call("Page.navigate", {"url": path.resolve().as_uri()}, session=session, seen=events)
             pipe.wait(lambda m: m.get("method") == "Page.loadEventFired", events, timeout)
+            deadline = time.monotonic() + timeout
+            while not _evaluate(pipe, session, ready, events) and time.monotonic() < deadline:
+                time.sleep(0.5)
             time.sleep(settle)
-            reply = pipe.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
-                              session=session, seen=events)
-            pipe.call("Runtime.evaluate", {"expression": "0"}, session=session, seen=events)  # flush events
+            value = _evaluate(pipe, session, expression, events)
+            _evaluate(pipe, session, "0", events)  # a round trip, so every earlier event has arrived
         finally:
             process.kill()
             process.wait()
             os.close(commands_write)
             os.close(replies_read)
     requests = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
-    return PageRecord(requests, _errors(events), reply["result"]["result"].get("value"))
+    return PageRecord(requests, _errors(events), value)

@@ -24,9 +24,12 @@ FIGURES = """[...document.querySelectorAll('.js-plotly-plot')].map(figure => {
     return [box.width, box.height, figure.querySelectorAll('svg.main-svg').length];
 })"""
 
+#: Every figure plotly was asked to draw has its SVG.
+DRAWN = "[...document.querySelectorAll('.plotly-graph-div')].every(figure => figure.querySelector('svg.main-svg'))"
+
 
 def assert_renders_offline(report: Path, figures: int) -> None:
-    page = open_page(report, FIGURES)
+    page = open_page(report, FIGURES, ready=DRAWN)
     assert page.errors == []
     outside = [url[:80] for url in page.requests if url != report.resolve().as_uri() and not url.startswith("data:")]
     assert outside == []  # the page itself and its inlined images, nothing else
