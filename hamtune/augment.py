@@ -8,6 +8,11 @@ the modest ones of a typical HAM10000 notebook: dermoscopy images have no canoni
 
 The preprocessing is a registered layer rather than a `Lambda`, so `.keras` files save and load
 without unsafe deserialisation.
+
+Keras marks `RandomRotation` and `RandomZoom` as not jit-safe, because their TensorFlow kernel
+has no XLA version. Under JAX they are plain jax.numpy, so they are marked jit-safe there:
+otherwise Keras would run every JAX training step eagerly, op by op. Under TensorFlow the mark
+stays, and the model runs as a TF graph without XLA (XLA on CPU was slower to start, no faster).
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def build_augmentation(seed: int | None = None, strength: str = "full") -> keras
             CONTRAST_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(4), dtype=_DTYPE
         ),
     ]
+    if keras.backend.backend() == "jax":
+        for layer in layers:
+            layer.supports_jit = True
     return keras.Sequential(layers[: STRENGTHS[strength]], name="augmentation")
 
 

@@ -47,17 +47,19 @@ def check_address(address: str | None) -> None:
         raise ConfigError(f"--address must be auto, local or HOST:PORT with a port in [1, 65535], got {address!r}")
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, worker_env: dict[str, str] | None = None) -> None:
     """Join `address` (auto, host:port) or start a private local Ray instance on loopback only.
 
     The private instance has no dashboard and listens on 127.0.0.1 alone (call this before
-    anything imports Ray). `FORWARDED_ENV` settings (fault tests, a weights mirror) travel to the workers.
+    anything imports Ray). `FORWARDED_ENV` settings (fault tests, a weights mirror) and
+    `worker_env` (the trials' Keras backend) travel to the workers, not to this process.
     """
     for key, value in {**DRIVER_ENV, **({} if address else LOOPBACK_ENV)}.items():
         os.environ.setdefault(key, value)
     import ray
 
-    env_vars = {**WORKER_ENV, **{key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}}
+    env_vars = {**WORKER_ENV, **{key: os.environ[key] for key in FORWARDED_ENV if key in os.environ},
+                **(worker_env or {})}
     kwargs: dict[str, Any] = {
         "runtime_env": {"env_vars": env_vars}, "logging_level": logging.WARNING,
         "log_to_driver": True,

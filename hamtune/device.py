@@ -1,8 +1,11 @@
-"""Where a trial computes: TensorFlow's import, its GPUs, thread pools and precision.
+"""Where a trial computes: its Keras backend, its GPUs, thread pools, memory and precision.
 
-Called once per trial process before TensorFlow runs any op. Two things a user would otherwise
-get wrong without noticing: TensorFlow's start-up chatter in every trial's console output, and
-a GPU trial that silently trains on the CPU because the node's TensorFlow cannot use its GPUs.
+Called once per trial process before Keras runs any op. Keras fixes its backend (TensorFlow or
+JAX) at its first import, so `configure` sets it before that and refuses a process that already
+runs the other one. Things a user would otherwise get wrong without noticing: TensorFlow's
+start-up chatter in every trial's console output, a GPU trial that silently trains on the CPU
+because the node's TensorFlow or JAX cannot use its GPUs, and a JAX trial that takes 75 % of
+the card at start-up, so that trials sharing a GPU fail.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hamtune.config import PRECISION_POLICIES
 from hamtune.errors import HamtuneError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +30,10 @@ STARTUP_LINES = re.compile(
     r"Could not find cuda drivers|cpu_feature_guard|To enable the following instructions|"
     r"Unable to register cu\w+ factory|TF-TRT Warning"
 )
+BACKEND_ENV = "KERAS_BACKEND"
+#: Share of a GPU's memory a JAX trial may take per GPU it was given: the rest is for the CUDA
+#: contexts of the processes that share the card.
+JAX_MEMORY_SHARE = 0.9
 #: Device files of an NVIDIA driver: present on a GPU node, inside containers started with GPUs too.
 NVIDIA_DEVICES = (Path("/dev/nvidia0"), Path("/proc/driver/nvidia/gpus"))
 
@@ -78,7 +86,85 @@ def nvidia_devices_present() -> bool:
     return NVIDIA_DEVICES[0].exists() or any(NVIDIA_DEVICES[1].glob("*"))
 
 
-def configure_tensorflow(cpus: float, use_gpu: bool | None, mixed_precision: bool) -> bool:
+def use_backend(backend: str) -> None:
+    """Make this process's Keras run on `backend` ("tensorflow" or "jax").
+
+    Before Keras's first import this sets KERAS_BACKEND (a Ray trial also inherits it from the
+    sweep's runtime environment); afterwards the backend cannot change, so a mismatch is refused.
+    """
+    if "keras" not in sys.modules:
+        os.environ[BACKEND_ENV] = backend
+        return
+    import keras
+
+    if keras.backend.backend() != backend:
+        raise HamtuneError(
+            f"this process already runs Keras on {keras.backend.backend()}, so it cannot train on {backend}: "
+            f"Keras fixes its backend at its first import; run it in a new process with {BACKEND_ENV}={backend}"
+        )
+
+
+def configure(backend: str, cpus: float, use_gpu: bool | None, mixed_precision: bool | str,
+              gpu_share: float = 1.0) -> bool:
+    """Select the Keras backend and set its devices, memory and precision; True when on a GPU.
+
+    `use_gpu` as in `configure_tensorflow`; `gpu_share` is the GPU share Ray gave the trial
+    (`resources.gpus_per_trial`), which bounds a JAX trial's device memory.
+    """
+    use_backend(backend)
+    if backend == "jax":
+        return configure_jax(use_gpu, mixed_precision, gpu_share)
+    return configure_tensorflow(cpus, use_gpu, mixed_precision)
+
+
+def configure_jax(use_gpu: bool | None, mixed_precision: bool | str, gpu_share: float = 1.0) -> bool:
+    """JAX's counterpart of `configure_tensorflow`, before JAX initialises its devices.
+
+    JAX takes 75 % of each GPU at start-up by default; here it allocates on demand, up to
+    `JAX_MEMORY_SHARE` of the trial's GPU share (0.45 of the card at `gpus_per_trial: 0.5`), so
+    trials sharing a card fit. `use_gpu=False` hides the GPUs. XLA sizes its CPU thread pool to
+    the machine, not to the trial's CPU share.
+    """
+    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    if use_gpu is False:
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    else:
+        os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{JAX_MEMORY_SHARE * min(gpu_share, 1.0):.3f}"
+    import jax
+    import keras
+
+    gpus = [device for device in jax.devices() if device.platform == "gpu"]
+    if use_gpu and not gpus:
+        if nvidia_devices_present():
+            raise HamtuneError(
+                f"this trial was given a GPU, but JAX {jax.__version__} finds none on this GPU node; install "
+                "JAX with CUDA on every GPU node: pip install 'jax[cuda12]'"
+            )
+        logger.warning("this trial was given a GPU, but this node has no NVIDIA GPU (Ray's logical GPUs?): "
+                       "training on the CPU")
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision] if gpus else "float32")
+    return bool(gpus)
+
+
+def set_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed`, without its import of TensorFlow when Keras runs on JAX.
+
+    Keras imports TensorFlow to seed it too whenever it is installed: 6-12 s and its memory in
+    every JAX trial on a machine that has both. With the import refused, Keras counts it absent.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` an ImportError
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        del sys.modules["tensorflow"]
+
+
+def configure_tensorflow(cpus: float, use_gpu: bool | None, mixed_precision: bool | str) -> bool:
     """Set devices, memory growth, thread pools and precision before TensorFlow runs any op.
 
     `use_gpu`: True when Ray gave this process a GPU, which TensorFlow must then use; False to
@@ -86,6 +172,7 @@ def configure_tensorflow(cpus: float, use_gpu: bool | None, mixed_precision: boo
     None to use a GPU if TensorFlow finds one (`hamtune train`, an in-process refit). Returns
     whether the process computes on a GPU. GPU memory grows on demand so fractional GPUs can
     share a card; TF's pools follow the process's CPU share instead of the whole node's.
+    `mixed_precision` is a `training.mixed_precision` value (true, false, float16, bfloat16).
 
     Raises HamtuneError when this process was given a GPU on a machine with NVIDIA GPUs but
     TensorFlow finds none (a CPU-only TensorFlow, or CUDA libraries that do not match the driver):
@@ -116,5 +203,5 @@ def configure_tensorflow(cpus: float, use_gpu: bool | None, mixed_precision: boo
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         logger.debug("TensorFlow was already initialised in this process; devices left as they are")
-    keras.mixed_precision.set_global_policy("mixed_float16" if gpus and mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision] if gpus else "float32")
     return bool(gpus)

@@ -19,6 +19,7 @@ from hamtune.cluster import Capacity, capacity, check_cluster_paths, check_fits,
 from hamtune.config import SCRATCH, SweepConfig, to_dict
 from hamtune.data.cache import open_cache
 from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
+from hamtune.device import BACKEND_ENV
 from hamtune.errors import ConfigError, ExperimentError, ModelError, SweepInterrupted
 from hamtune.experiment import Experiment, experiment_for
 from hamtune.models import check_weights_file
@@ -66,7 +67,7 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
     run = partial(
         run_trial, config, training, data.on_this_node(), TuneReporter(),
         cpus=resources.get("CPU", 1), use_gpu=bool(ray.get_gpu_ids()),
-        seed=trial_seed(seed, config),
+        seed=trial_seed(seed, config), gpu_share=resources.get("GPU", 0),
     )
     checkpoint = tune.get_checkpoint()
     try:
@@ -229,7 +230,8 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = Fal
                 "or choose another --name"
             )
         data = prepare_data(sweep.data)
-    init_ray(address)
+    # Every trial's process starts with Keras's backend chosen (the driver never imports it).
+    init_ray(address, {BACKEND_ENV: sweep.training.backend})
     check_cluster_paths(sweep, experiment, *cluster_hosts(address))
     cap = capacity(sweep)
     check_fits(sweep, cap, autoscaling=address is not None)

@@ -4,8 +4,9 @@ metrics and checkpoints.
 `run_trial` is the single code path for a trial: Ray Tune calls it through `tune_trainable`
 (reporting with `ray.tune.report`), and `hamtune train` calls it in-process with a console
 reporter. Its training half, `train_epochs`, is also what `hamtune refit` runs on train+val for a
-fixed epoch count, so a refit trains exactly as the trial did. Everything TensorFlow is imported
-inside the functions, after the trial has decided which devices and thread pools it may use.
+fixed epoch count, so a refit trains exactly as the trial did. Keras, and TensorFlow or JAX
+under it (`training.backend`), are imported inside the functions, after the trial has chosen its
+backend and decided which devices and thread pools it may use.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from hamtune.config import SCRATCH, TrainingConfig
 from hamtune.data.prepared import PreparedData
-from hamtune.device import configure_tensorflow
+from hamtune.device import configure, set_seed
 from hamtune.errors import HamtuneError
 from hamtune.faults import inject
 from hamtune.metrics import compute_metrics
@@ -261,19 +262,17 @@ class EpochResult:
 
 def build_trial_model(
     params: dict[str, Any], training: TrainingConfig, data: PreparedData, cpus: float, use_gpu: bool | None,
-    seed: int,
+    seed: int, gpu_share: float = 1.0,
 ) -> tuple[Any, np.ndarray]:
-    """Configure TensorFlow, seed, attach the image cache and build the model in its mode.
+    """Configure the backend and devices, seed, attach the image cache and build the model in its mode.
 
     Shared by trials and refits, so a refit trains exactly the model a trial trained.
     Returns the model and the cached images (rows in `data.index.table` order).
     """
-    configure_tensorflow(cpus, use_gpu, training.mixed_precision)
-    import keras
-
+    configure(training.backend, cpus, use_gpu, training.mixed_precision, gpu_share)
     from hamtune.data.cache import open_cache
 
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     cache = open_cache(data.index, data.image_size, data.cache_dir)
     return trial_model(params, training, data.image_size, seed), cache.images
 
@@ -295,18 +294,43 @@ def make_predictor(model: Any) -> Callable[[Any], np.ndarray]:
 
     `model.predict` traces its function again after every `compile` (Keras resets it, and the
     trial recompiles at the phase boundary) and once more for the last, smaller batch; this
-    function takes any batch size and reads the variables as they are at each call, so one
-    trace serves every epoch of both phases. Same graph as `predict` (`training=False`).
+    function reads the variables as they are at each call, so one trace serves every epoch of
+    both phases. Same computation as `predict` (`training=False`). Under TensorFlow it takes any
+    batch size; under JAX, XLA compiles once per batch shape (the last, smaller batch once more).
     """
+    import keras
+
+    infer = _jax_inference(model) if keras.backend.backend() == "jax" else _tf_inference(model)
+
+    def predict(dataset: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(infer(batch[0])) for batch in dataset])
+
+    return predict
+
+
+def _tf_inference(model: Any) -> Callable[[Any], Any]:
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.as_dtype(model.input.dtype))
-    infer = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
-    def predict(dataset: Any) -> np.ndarray:
-        return np.concatenate([infer(batch[0]).numpy() for batch in dataset])
 
-    return predict
+def _jax_inference(model: Any) -> Callable[[Any], Any]:
+    """`model(x, training=False)` as one jitted function of the variables' current values.
+
+    The values are arguments, not constants baked in at trace time, and all of `model.variables`
+    is passed whatever is trainable, so neither a training step nor the phase boundary's
+    unfreezing retraces it.
+    """
+    import jax
+    import keras
+
+    @jax.jit
+    def stateless(values: list[Any], x: Any) -> Any:
+        with keras.StatelessScope(state_mapping=list(zip(model.variables, values))):
+            return model(x, training=False)
+
+    return lambda x: stateless([variable.value for variable in model.variables], x)
 
 
 def train_epochs(
@@ -379,16 +403,18 @@ def run_trial(
     cpus: float = 1,
     use_gpu: bool | None = False,
     seed: int = 0,
+    gpu_share: float = 1.0,
 ) -> TrialState:
     """Train one configuration, reporting validation metrics after every epoch.
 
     Resumes from `checkpoint_dir` when given: the epoch counter, best-so-far metrics, model
     weights and optimizer state continue, so a retried trial never repeats finished epochs.
+    `gpu_share` is the share of a GPU the trial was given (it bounds a JAX trial's GPU memory).
     """
     from hamtune.data.pipeline import make_dataset
 
     started = time.perf_counter()
-    model, images = build_trial_model(params, training, data, cpus, use_gpu, seed)
+    model, images = build_trial_model(params, training, data, cpus, use_gpu, seed, gpu_share)
     train_pos, val_pos = data.positions("train"), data.positions("val")
     y_train, y_val = data.labels(train_pos), data.labels(val_pos)
     val_ds = make_dataset(images, val_pos, y_val, batch_size=training.batch_size)

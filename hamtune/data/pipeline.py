@@ -1,4 +1,7 @@
-"""tf.data input pipeline over the image cache: one in-graph gather per batch, no per-image work.
+"""The input pipeline over the image cache: one gather per batch, no per-image work.
+
+`make_dataset` serves both Keras backends: tf.data (below) where Keras runs on TensorFlow, and
+`hamtune.data.batches.CacheBatches`, a Python batch gather without TensorFlow, elsewhere (JAX).
 
 Per-element `map`s cost tens of microseconds each in tf.data; gathering a whole batch of rows
 from the (memory-mapped) cache in one `tf.gather` costs about one memcpy. So the dataset
@@ -28,6 +31,8 @@ from hamtune.labels import NUM_CLASSES
 if TYPE_CHECKING:
     import tensorflow as tf
 
+    from hamtune.data.batches import CacheBatches
+
 
 def make_dataset(
     images: np.ndarray,
@@ -37,16 +42,36 @@ def make_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
-) -> tf.data.Dataset:
+) -> tf.data.Dataset | CacheBatches:
     """Batches `(x uint8 [B,S,S,3], y int32 [B])`, plus `w float32 [B]` when weights are given.
 
     Element i is `images[positions[i]]` with `labels[i]` (and `sample_weights[i]`). With
     `shuffle`, the order is redrawn every epoch, reproducibly for a given `seed`; without it the
-    whole split comes in order, the last partial batch included, as evaluation needs.
+    whole split comes in order, the last partial batch included, as evaluation needs. A
+    `tf.data.Dataset` when Keras runs on TensorFlow, else a `CacheBatches` (no TensorFlow).
     """
     positions, labels, sample_weights = _validated(
         images, positions, labels, sample_weights, batch_size
     )
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from hamtune.data.batches import CacheBatches
+
+        return CacheBatches(images, positions, labels, sample_weights, batch_size, shuffle, seed)
+    return _tf_dataset(images, positions, labels, sample_weights, batch_size, shuffle, seed)
+
+
+def _tf_dataset(
+    images: np.ndarray,
+    positions: np.ndarray,
+    labels: np.ndarray,
+    sample_weights: np.ndarray | None,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """The tf.data pipeline of `make_dataset`, over validated arrays."""
     import tensorflow as tf
 
     cache = _shared_tensor(images)
