@@ -11,6 +11,10 @@ Times, on the same images and in one run:
   (b0) hamtune    `make_dataset` alone (the model does the augmentation);
   (b1) before     the pipeline as it was before the in-graph gather: one `tf.numpy_function`
                   gather per batch, AUTOTUNE, default tf.data optimisations;
+  (d)  JAX path   `CacheBatches`, the PyDataset gather `make_dataset` returns when Keras runs on
+                  JAX (no TensorFlow), read through Keras's own PyDataset adapter as `fit` does
+                  (2 worker threads, 2 batches queued);
+  (d0) the same PyDataset read in the calling thread, no workers;
   (c)  numpy      batch gathers out of the same memmap with no TensorFlow: the upper limit.
 Each pipeline gets one warm-up epoch, then `--epochs` timed shuffled epochs, each from a fresh
 iterator as Keras `fit` does. Default data: the real 124-image HAM10000 sample (CC BY-NC 4.0,
@@ -37,6 +41,7 @@ from hamtune.augment import (
     ROTATION_FACTOR,
     ZOOM_FACTOR,
 )
+from hamtune.data.batches import CacheBatches
 from hamtune.data.cache import open_cache
 from hamtune.data.layout import load_dataset
 from hamtune.data.pipeline import make_dataset
@@ -162,6 +167,24 @@ def numpy_function_dataset(
     )
 
 
+def py_dataset_epoch(batches: CacheBatches, workers: int) -> Epoch:
+    """Epochs of a PyDataset as Keras's `fit` reads it: its adapter (a private Keras module, the
+    one every backend uses), which starts `workers` threads per epoch and tells the dataset when
+    an epoch ends so that it reshuffles."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    batches.workers = workers
+    adapter = PyDatasetAdapter(batches, shuffle=False)
+
+    def epoch() -> Iterator[int]:
+        adapter.on_epoch_begin()
+        for batch in adapter.get_numpy_iterator():
+            yield len(batch[0])
+        adapter.on_epoch_end()
+
+    return epoch
+
+
 def numpy_epoch(images: np.ndarray, positions: np.ndarray, batch_size: int) -> Epoch:
     """The upper limit: shuffled batch gathers from the memmap, nothing else."""
     rng = np.random.default_rng(0)
@@ -201,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
             return make_dataset(cache.images, positions, labels, batch_size=args.batch_size,
                                 shuffle=True)
 
+        def cache_batches() -> CacheBatches:
+            return CacheBatches(cache.images, positions, labels, None, args.batch_size, shuffle=True, seed=0)
+
         pipelines = {
             ("(a) notebook: decode+resize+augment per epoch", "tf.data map, per image, CPU"):
                 dataset_epoch(notebook_dataset(paths, labels, args.size, args.batch_size, True)),
@@ -212,6 +238,10 @@ def main(argv: list[str] | None = None) -> None:
                 dataset_epoch(hamtune_dataset()),
             ("(b1) before: numpy_function per batch", "none (the model does it)"):
                 dataset_epoch(numpy_function_dataset(cache.images, positions, args.batch_size)),
+            ("(d) JAX path: CacheBatches (PyDataset), 2 threads", "none (the model does it)"):
+                py_dataset_epoch(cache_batches(), workers=2),
+            ("(d0) JAX path: CacheBatches, no worker threads", "none (the model does it)"):
+                py_dataset_epoch(cache_batches(), workers=1),
             ("(c) upper limit: numpy gathers from memmap", "none"):
                 numpy_epoch(cache.images, positions, args.batch_size),
         }
