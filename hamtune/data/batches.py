@@ -3,9 +3,12 @@
 For Keras on JAX, where tf.data is not there to use (a GPU machine may have no TensorFlow at
 all). The cached images are already uint8 at the model's size and the augmentation is in the
 model, so a batch is one fancy-index gather from the memory-mapped cache: about one memcpy,
-reading the page cache that every trial on a node shares. Two worker threads gather the next
-batches while the accelerator runs the current step, as tf.data's 2 parallel gathers and 2
-batches ahead do (`hamtune.data.pipeline`); benchmarks/input_pipeline.py compares the two.
+reading the page cache that every trial on a node shares.
+
+Keras reads the batches in the training loop's own thread, with no worker threads: JAX
+dispatches each step asynchronously, so the next gather already overlaps the device's step, and
+on 2 cores Keras's 2-thread enqueuer delivered a third of the images/s of plain reads (10,300
+against 29,900 at 224 px; benchmarks/input_pipeline.py, which also times tf.data's pipeline).
 """
 
 from __future__ import annotations
@@ -14,10 +17,6 @@ import math
 
 import keras
 import numpy as np
-
-#: Batches gathered in parallel (worker threads) and kept ready ahead of the training step.
-PARALLEL_BATCHES = 2
-
 
 class CacheBatches(keras.utils.PyDataset):
     """Batches `(x uint8 [B,S,S,3], y int32 [B])`, plus `w float32 [B]` when weights are given.
@@ -29,7 +28,7 @@ class CacheBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, positions: np.ndarray, labels: np.ndarray,
                  sample_weights: np.ndarray | None, batch_size: int, shuffle: bool, seed: int) -> None:
-        super().__init__(workers=PARALLEL_BATCHES, max_queue_size=PARALLEL_BATCHES)
+        super().__init__(workers=1, use_multiprocessing=False)
         self._images = images
         self._columns = (positions, labels) if sample_weights is None else (positions, labels, sample_weights)
         self._batch_size = batch_size
