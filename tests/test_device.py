@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,3 +74,37 @@ def test_gpu_trial_on_a_gpu_node_whose_tensorflow_sees_none_fails_with_the_reaso
     assert "this trial was given a GPU, but TensorFlow" in result.stdout
     assert "finds none on this GPU node (Could not find cuda drivers on your machine" in result.stdout
     assert "pip install 'tensorflow[and-cuda]'" in result.stdout
+
+
+def test_a_process_already_on_tensorflow_refuses_to_train_on_jax() -> None:
+    import keras
+
+    from hamtune.device import use_backend
+    from hamtune.errors import HamtuneError
+
+    use_backend("tensorflow")  # the backend this process already runs: nothing to do
+    with pytest.raises(HamtuneError, match=r"already runs Keras on tensorflow, so it cannot train on jax.*KERAS_BACKEND=jax"):
+        use_backend("jax")
+    assert keras.backend.backend() == "tensorflow"
+
+
+@pytest.mark.parametrize(("use_gpu", "share", "expected"), [
+    (None, 1.0, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.900"}),
+    (True, 0.5, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.450"}),
+    (False, 0.0, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "JAX_PLATFORMS": "cpu"}),
+])
+def test_a_jax_trial_takes_gpu_memory_on_demand_within_its_share(use_gpu: bool | None, share: float,
+                                                                  expected: dict) -> None:
+    """Before JAX starts: no preallocation, a memory cap of 0.9 x the trial's GPU share, GPUs hidden from a
+    CPU trial. Run in a fresh process on a machine without GPUs: it trains on the CPU, in float32."""
+    names = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "JAX_PLATFORMS")
+    code = ("import json, os\nfrom hamtune.device import configure\n"
+            f"on_gpu = configure('jax', 1, {use_gpu}, 'bfloat16', {share})\n"
+            "import keras\n"
+            f"print(json.dumps([on_gpu, keras.config.dtype_policy().name, {{k: os.environ.get(k) for k in {names}}}]))")
+    env = {key: value for key, value in os.environ.items() if key not in names and key != "KERAS_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    on_gpu, policy, settings = json.loads(result.stdout.splitlines()[-1])
+    assert (on_gpu, policy) == (False, "float32")
+    assert {key: value for key, value in settings.items() if value is not None} == expected
