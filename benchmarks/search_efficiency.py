@@ -115,7 +115,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, storage: Path, epochs
 
 
 def refit_test(experiment: Path) -> dict[str, float]:
-    from hamtune.refit import refit
+    from hamtune.evaluation.refit import refit
 
     result = refit(str(experiment), cpus=2)
     return {"test_macro_f1": result.report["test"]["macro_f1"],

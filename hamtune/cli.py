@@ -17,6 +17,7 @@ from pathlib import Path
 import hamtune
 from hamtune import __version__
 from hamtune.errors import HamtuneError, SweepInterrupted
+from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP
 
 DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "smoke.yaml"
 
@@ -191,7 +192,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _refit(args: argparse.Namespace) -> int:
-    from hamtune.refit import refit, summary
+    from hamtune.evaluation.refit import refit, summary
 
     result = refit(args.experiment, rank=args.rank, trial_id=args.trial, epochs=args.epochs,
                    out=args.out, cpus=args.cpus, address=args.address)
@@ -200,9 +201,27 @@ def _refit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from hamtune.export import export, summary
+    from hamtune.evaluation.export import export, summary
 
     print(summary(export(args.experiment, args.out, rank=args.rank, trial_id=args.trial)))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from hamtune.evaluation.final import evaluate, summary
+
+    print(summary(evaluate(args.experiment, top=args.top, folds=args.folds, tta=args.tta, ensemble=args.ensemble,
+                           mel_sensitivity=args.mel_sensitivity, epochs=args.epochs, out=args.out, cpus=args.cpus,
+                           address=args.address)))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from hamtune.evaluation.predict import predict
+
+    table = predict(args.model_dir, args.images)
+    print(table.to_csv(index=False, float_format="%.4f").rstrip("\n") if args.format == "csv"
+          else table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
@@ -317,6 +336,38 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--trial", default=None, metavar="ID", help="export this trial id (or trial_<id>) instead")
     exporting.add_argument("--out", required=True, metavar="DIR", help="output directory, new or empty (required)")
     exporting.set_defaults(run=_export)
+
+    evaluating = commands.add_parser(
+        "evaluate", help="cross-validate the top trials, refit, TTA, calibrate, ensemble, melanoma threshold: "
+                         "one final model directory")
+    evaluating.add_argument("experiment", metavar="EXPERIMENT", help="experiment directory or URI")
+    evaluating.add_argument("--top", type=int, default=DEFAULT_TOP,
+                            help="cross-validate this many of the best trials by val_macro_f1 (default: %(default)s)")
+    evaluating.add_argument("--folds", type=int, default=DEFAULT_FOLDS,
+                            help="lesion-grouped, dx-stratified folds of train+val (default: %(default)s)")
+    evaluating.add_argument("--no-tta", dest="tta", action="store_false",
+                            help="predict without test-time augmentation (default: average the 8 dihedral views)")
+    evaluating.add_argument("--ensemble", action="store_true",
+                            help="the final model averages the calibrated refits of all --top configurations "
+                                 "(default: the CV-chosen configuration alone)")
+    evaluating.add_argument("--mel-sensitivity", type=float, default=DEFAULT_SENSITIVITY,
+                            help="melanoma sensitivity the threshold is chosen for, in (0, 1) (default: %(default)s)")
+    evaluating.add_argument("--epochs", type=int, default=None,
+                            help="train every run this many epochs (default: each trial's best epoch count)")
+    evaluating.add_argument("--out", default=None, metavar="DIR",
+                            help="final model directory, new or empty (default: EXPERIMENT/final)")
+    evaluating.add_argument("--cpus", type=float, default=None, help="TensorFlow CPU threads in-process (default: all)")
+    evaluating.add_argument("--address", default=None,
+                            help="run the training as Ray tasks with a trial's resources each, as many at once as "
+                                 "fit: auto, host:port, or local (default: one after another in this process)")
+    evaluating.set_defaults(run=_evaluate)
+
+    predicting = commands.add_parser("predict", help="classify JPEG images with a final model directory")
+    predicting.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by `hamtune evaluate`")
+    predicting.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG or anything Pillow reads)")
+    predicting.add_argument("--format", choices=("table", "csv"), default="table",
+                            help="output: table (default) or csv")
+    predicting.set_defaults(run=_predict)
     return parser
 
 

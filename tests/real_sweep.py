@@ -1,4 +1,4 @@
-"""One real tiny sweep per test session, shared by the analysis, report and refit tests."""
+"""Real sweeps for tests: one tiny synthetic sweep per session (analysis, report, refit) and real dev-set subsets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import hamtune_env, tiny_sweep_yaml
@@ -30,3 +31,19 @@ def run_tiny_sweep(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Pat
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return experiment
+
+
+def real_subset(dev_dir: Path, out: Path, fraction: float = 0.4, at_least: int = 30) -> Path:
+    """A Kaggle-layout dataset of `fraction` of each class's dev-set lesions (but `at_least` of each, or all
+    of a rarer class), whole lesions, symlinked: nothing copied."""
+    metadata = pd.read_csv(dev_dir / "HAM10000_metadata.csv")
+    lesions = metadata.drop_duplicates("lesion_id").groupby("dx", group_keys=False).apply(
+        lambda c: c.sample(n=max(int(fraction * len(c)), min(len(c), at_least)), random_state=0))
+    subset = metadata[metadata["lesion_id"].isin(set(lesions["lesion_id"]))]
+    folder = out / "HAM10000_images_part_1"
+    folder.mkdir(parents=True)
+    for image_id in subset["image_id"]:
+        source = next(dev_dir.glob(f"HAM10000_images_part_*/{image_id}.jpg"))
+        (folder / source.name).symlink_to(source)
+    subset.to_csv(out / "HAM10000_metadata.csv", index=False)
+    return out

@@ -29,6 +29,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from tests.conftest import assert_study_agrees_with_tables, hamtune_env
+from tests.real_sweep import real_subset
 
 pytestmark = pytest.mark.slow
 
@@ -185,21 +186,6 @@ def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the
 # --- a real sweep on real images: learning, ASHA, PRUNED, export ---------------------------------------
 
 
-def real_subset(dev_dir: Path, out: Path, fraction: float = 0.4) -> Path:
-    """A Kaggle-layout dataset of `fraction` of each class's dev-set lesions, whole (symlinks, nothing copied)."""
-    metadata = pd.read_csv(dev_dir / "HAM10000_metadata.csv")
-    lesions = metadata.drop_duplicates("lesion_id").groupby("dx", group_keys=False).apply(
-        lambda c: c.sample(n=max(int(fraction * len(c)), min(len(c), 30)), random_state=0))  # every rare lesion
-    subset = metadata[metadata["lesion_id"].isin(set(lesions["lesion_id"]))]
-    folder = out / "HAM10000_images_part_1"
-    folder.mkdir(parents=True)
-    for image_id in subset["image_id"]:
-        source = next(dev_dir.glob(f"HAM10000_images_part_*/{image_id}.jpg"))
-        (folder / source.name).symlink_to(source)
-    subset.to_csv(out / "HAM10000_metadata.csv", index=False)
-    return out
-
-
 RECIPE = {"model": "densenet121", "learning_rate": 1.0e-3, "dropout": 0.3, "class_weight_power": 1.0}
 STALLED = {"model": "densenet121", "learning_rate": 1.0e-7, "dropout": 0.3, "class_weight_power": 0.0}  # ~ its init
 EPOCHS = 5
@@ -272,9 +258,9 @@ def test_export_writes_the_best_epoch_model_that_reproduces_its_val_macro_f1(
     from hamtune.data.cache import open_cache
     from hamtune.data.prepared import prepare_saved
     from hamtune.experiment import CONFIG_FILE
-    from hamtune.export import INFO_FILE, KERAS_FILE, SAVED_MODEL_DIR
+    from hamtune.evaluation.export import INFO_FILE, KERAS_FILE, SAVED_MODEL_DIR
     from hamtune.models import load_model
-    from hamtune.refit import open_experiment
+    from hamtune.evaluation.selection import open_experiment
 
     monkeypatch.setenv("HAMTUNE_CACHE_DIR", str(hamtune_cache))
     out = tmp_path / "exported"

@@ -15,23 +15,21 @@ from sklearn.metrics import accuracy_score
 from hamtune.errors import ConfigError, DataError, ExperimentError
 from hamtune.experiment import Experiment
 from hamtune.metrics import compute_metrics
-from hamtune.refit import (
+from hamtune.evaluation.intervals import INTERVAL_SCORES, lesion_bootstrap, score_interval
+from hamtune.evaluation.refit import (
     CARD_FILE,
     CONFUSION_FILE,
-    INTERVAL_SCORES,
     METRICS_FILE,
     MODEL_FILE,
     OUTPUT_FILES,
     PREDICTIONS_FILE,
     RefitResult,
     _out_dir,
-    choose_trial,
-    lesion_bootstrap,
-    open_experiment,
     probabilities,
     refit,
     summary,
 )
+from hamtune.evaluation.selection import choose_trial, open_experiment
 from tests.handmade import trial_row, write_results
 from tests.real_sweep import run_tiny_sweep
 from tests.test_plots import assert_png
@@ -71,11 +69,11 @@ def test_lesion_bootstrap_draws_whole_lesions() -> None:
     lesions = np.array(["A"] * 10 + ["B"] * 10)
     seen: list[float] = []
 
-    def score(t: np.ndarray, p: np.ndarray) -> float:
-        seen.append(accuracy_score(t, p))
+    def score(rows: np.ndarray) -> float:
+        seen.append(accuracy_score(y_true[rows], y_pred[rows]))
         return seen[-1]
 
-    low, high = lesion_bootstrap(y_true, y_pred, lesions, score, resamples=200, seed=1)
+    low, high = lesion_bootstrap(lesions, score, resamples=200, seed=1)
     assert set(seen) == {0.0, 0.5, 1.0}
     assert (low, high) == (0.0, 1.0)
 
@@ -86,11 +84,15 @@ def test_lesion_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
     y_pred = np.where(rng.random(300) < 0.7, y_true, rng.integers(0, 7, 300))
     lesions = np.arange(300) // 2
     score = INTERVAL_SCORES["macro_f1"]
-    first = lesion_bootstrap(y_true, y_pred, lesions, score, resamples=200, seed=3)
-    assert first == lesion_bootstrap(y_true, y_pred, lesions, score, resamples=200, seed=3)
-    assert first != lesion_bootstrap(y_true, y_pred, lesions, score, resamples=200, seed=4)
+
+    def statistic(rows: np.ndarray) -> float:
+        return score(y_true[rows], y_pred[rows])
+
+    first = lesion_bootstrap(lesions, statistic, resamples=200, seed=3)
+    assert first == lesion_bootstrap(lesions, statistic, resamples=200, seed=3)
+    assert first != lesion_bootstrap(lesions, statistic, resamples=200, seed=4)
     assert first[0] < score(y_true, y_pred) < first[1]
-    perfect = lesion_bootstrap(y_true, y_true, lesions, score, resamples=50)
+    perfect = lesion_bootstrap(lesions, lambda rows: score(y_true[rows], y_true[rows]), resamples=50)
     assert perfect == (1.0, 1.0)
 
 
@@ -196,9 +198,9 @@ def test_test_metrics_are_recomputed_identically_from_the_saved_predictions(refi
     assert recomputed == pytest.approx(report["test"], rel=0, abs=0, nan_ok=True)
     intervals = report["confidence_intervals"]
     for name, score in INTERVAL_SCORES.items():
-        again = lesion_bootstrap(predictions["y_true"].to_numpy(), predictions["y_pred"].to_numpy(),
-                                 predictions["lesion_id"].to_numpy(), score, seed=intervals["seed"])
-        assert again == (intervals[name]["low"], intervals[name]["high"])
+        again = score_interval(predictions["y_true"].to_numpy(), predictions["y_pred"].to_numpy(),
+                               predictions["lesion_id"].to_numpy(), score, seed=intervals["seed"])
+        assert (again["low"], again["high"]) == (intervals[name]["low"], intervals[name]["high"])
         assert intervals[name]["low"] <= report["test"][name] <= intervals[name]["high"]
 
 

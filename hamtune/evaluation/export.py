@@ -44,11 +44,13 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     from hamtune.analysis import load_results
     from hamtune.config import parse_sweep, to_dict
     from hamtune.device import configure_tensorflow
+    from hamtune.evaluation.selection import (
+        SELECTION_METRIC, choose_trial, new_or_empty_dir, open_experiment, trial_params,
+    )
     from hamtune.experiment import CONFIG_FILE
     from hamtune.labels import CLASSES
-    from hamtune.refit import SELECTION_METRIC, choose_trial, new_or_empty_dir, open_experiment
     from hamtune.tables import METRIC_COLUMNS
-    from hamtune.trainable import PARAMS, trial_model, trial_seed
+    from hamtune.trainable import trial_model, trial_seed
 
     experiment = open_experiment(location)
     trial = choose_trial(load_results([experiment.uri], SELECTION_METRIC).trials, rank, trial_id)
@@ -56,7 +58,7 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
         raise ExperimentError(f"trial {trial['trial_id']} has no checkpoint to export (status {trial['status']})")
     target = new_or_empty_dir(out)
     sweep = parse_sweep(json.loads(experiment.read_text(CONFIG_FILE)), source=f"{experiment.uri}/{CONFIG_FILE}")
-    params = {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in PARAMS}
+    params = trial_params(trial)
     seed = trial_seed(sweep.search.seed, params)
 
     configure_tensorflow(1, None, mixed_precision=False)  # inference files: float32 whatever the trial used

@@ -1,0 +1,14 @@
+"""From a finished sweep to a model a paper or a clinic pilot can use.
+
+What no tuner offers, one concept per module: lesion-grouped cross-validation of the top
+configurations (`folds`, `crossval`), dihedral test-time augmentation (`tta`), temperature
+scaling and calibration error (`calibration`), ensembles (`ensemble`), a melanoma operating
+point (`thresholds`), lesion-bootstrap intervals (`intervals`), and the commands that train and
+write models: `refit` (one configuration), `export` (a trial's checkpoint), `final` (the whole
+path into one final model directory) and `predict` (new images through that directory).
+"""
+
+#: The defaults of `hamtune evaluate`, importable without TensorFlow (the CLI's help shows them).
+DEFAULT_TOP = 3
+DEFAULT_FOLDS = 3
+DEFAULT_SENSITIVITY = 0.90

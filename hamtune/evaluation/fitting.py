@@ -1,0 +1,117 @@
+"""Training runs outside a sweep: fit a configuration on some images, predict others.
+
+Refits, cross-validation folds and the final ensemble all train with the trial's own code
+(`hamtune.trainable.train_epochs`), so what they measure is the model the sweep chose. A batch
+of runs goes one after the other in this process, or, with a Ray address, as concurrent Ray
+tasks with a trial's resources each (the files are still written here, by the driver).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from hamtune.config import SweepConfig
+    from hamtune.data.prepared import PreparedData
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+
+
+class FitJob(NamedTuple):
+    """One training run: `params` trained on `fit` rows for `epochs`, then predicting `predict` rows."""
+
+    name: str  # what the log calls it, e.g. "config 2, fold 3"
+    params: dict[str, Any]
+    epochs: int
+    seed: int
+    fit: np.ndarray  # positions in the image cache
+    predict: np.ndarray
+    tta: bool = False  # also predict averaged over the dihedral views
+    keep_model: bool = False  # hand the trained model back as `.keras` bytes
+
+
+class Fit(NamedTuple):
+    proba: np.ndarray  # (len(predict), classes)
+    tta_proba: np.ndarray | None
+    model_file: bytes | None
+    seconds: float  # training time
+
+
+def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, use_gpu: bool | None) -> Fit:
+    """Train `job` in this process on its devices, with `cpus` threads."""
+    import keras
+
+    from hamtune.data.pipeline import make_dataset
+    from hamtune.evaluation.tta import with_tta
+    from hamtune.trainable import build_trial_model, make_predictor, train_epochs
+
+    keras.backend.clear_session()  # runs in one process must not accumulate graphs
+    model, images = build_trial_model(job.params, sweep.training, data, cpus, use_gpu=use_gpu, seed=job.seed)
+    logger.info("%s: training %s on %d images for %d epoch(s)", job.name, job.params["model"], len(job.fit),
+                job.epochs)
+    seconds = 0.0
+    for result in train_epochs(model, job.params, sweep.training, images, job.fit, data.labels(job.fit),
+                               job.seed, stop=job.epochs):
+        seconds += result.seconds
+        logger.info("%s: epoch %d (phase %d): train_loss %.4f", job.name, result.epoch, result.phase,
+                    result.train_loss)
+    dataset = make_dataset(images, job.predict, data.labels(job.predict), batch_size=sweep.training.batch_size)
+    proba = make_predictor(model)(dataset)  # the trials' own evaluation path
+    tta_proba = make_predictor(with_tta(model))(dataset) if job.tta else None
+    model_file = None
+    if job.keep_model:
+        with tempfile.TemporaryDirectory(prefix="hamtune-fit-") as tmp:
+            model.save(Path(tmp) / MODEL_FILE)
+            model_file = (Path(tmp) / MODEL_FILE).read_bytes()
+    return Fit(proba, tta_proba, model_file, seconds)
+
+
+def _ray_fit(job: FitJob, sweep: SweepConfig, data: PreparedData) -> Fit:
+    """`run_fit` inside a Ray task, on the CPUs and GPUs Ray gave it (like a trial)."""
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return run_fit(job, sweep, data, cpus, bool(ray.get_gpu_ids()))
+
+
+def run_fits(jobs: Sequence[FitJob], sweep: SweepConfig, data: PreparedData, cpus: float,
+             address: str | None = None) -> list[Fit]:
+    """Every job's `Fit`, in order: here one after another, or as Ray tasks when `address` is given.
+
+    `address` is auto, host:port, or "local" for a private Ray instance on this machine; each
+    task asks for the resources a trial of its model had, so Ray runs as many at once as fit.
+    """
+    if address is None:
+        fits = []
+        for i, job in enumerate(jobs, 1):
+            fits.append(run_fit(job, sweep, data, cpus, None))
+            logger.info("finished %s (%d of %d runs)", job.name, i, len(jobs))
+        return fits
+    import ray
+
+    from hamtune.cluster import init_ray
+
+    init_ray(None if address == "local" else address)
+    try:
+        pending = {}
+        for job in jobs:
+            need = sweep.resources.for_model(job.params["model"])
+            task = ray.remote(num_cpus=need.cpus, num_gpus=need.gpus, max_retries=0)(_ray_fit)
+            pending[task.remote(job, sweep, data)] = job
+        logger.info("%d run(s) submitted as Ray tasks with a trial's resources each", len(jobs))
+        done: dict[Any, Fit] = {}
+        while len(done) < len(pending):
+            ready, _ = ray.wait([ref for ref in pending if ref not in done], num_returns=1)
+            done[ready[0]] = ray.get(ready[0])
+            logger.info("finished %s (%d of %d runs)", pending[ready[0]].name, len(done), len(jobs))
+        return [done[ref] for ref in pending]
+    finally:
+        ray.shutdown()

@@ -1,0 +1,35 @@
+"""One model variant scored on test: every number with its lesion-bootstrap interval.
+
+Each variant brings its test probabilities and its out-of-fold counterpart; the melanoma
+threshold is chosen on the out-of-fold one for the requested sensitivity, then applied to test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hamtune.evaluation.calibration import expected_calibration_error
+from hamtune.evaluation.intervals import INTERVAL_SCORES, lesion_bootstrap, score_interval
+from hamtune.evaluation.thresholds import MELANOMA_LABEL, decide, sensitivity, sensitivity_threshold, specificity
+
+#: What every variant reports, in the order tables show it.
+VARIANT_SCORES = ("macro_f1", "balanced_accuracy", "mel_sensitivity", "mel_specificity", "mel_recall_argmax", "ece")
+
+
+def score_variant(y_test: np.ndarray, proba: np.ndarray, lesions: np.ndarray, y_oof: np.ndarray,
+                  proba_oof: np.ndarray, mel_sensitivity: float, seed: int) -> dict[str, Any]:
+    """Argmax scores, the melanoma operating point chosen out of fold, and ECE, each as value + interval."""
+    threshold = sensitivity_threshold(proba_oof[:, MELANOMA_LABEL], y_oof == MELANOMA_LABEL, mel_sensitivity)
+    y_pred = proba.argmax(axis=1)
+    at_threshold = decide(proba, threshold)
+    scores: dict[str, Any] = {name: score_interval(y_test, y_pred, lesions, score, seed)
+                              for name, score in INTERVAL_SCORES.items()}
+    scores["mel_sensitivity"] = score_interval(y_test, at_threshold, lesions, sensitivity, seed)
+    scores["mel_specificity"] = score_interval(y_test, at_threshold, lesions, specificity, seed)
+    scores["mel_recall_argmax"] = score_interval(y_test, y_pred, lesions, sensitivity, seed)
+    low, high = lesion_bootstrap(lesions, lambda rows: expected_calibration_error(y_test[rows], proba[rows]), seed=seed)
+    scores["ece"] = {"value": expected_calibration_error(y_test, proba), "low": low, "high": high}
+    oof_sensitivity = sensitivity(y_oof, decide(proba_oof, threshold))
+    return {"scores": scores, "mel_threshold": threshold, "mel_sensitivity_out_of_fold": oof_sensitivity}

@@ -1,0 +1,75 @@
+"""Which experiment, which trials: the sweep's ranking as the refit, export and evaluation read it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hamtune.analysis import rank_trials
+from hamtune.errors import ConfigError, ExperimentError
+from hamtune.experiment import Experiment, experiment_for
+
+SELECTION_METRIC = "val_macro_f1"  # what the sweep optimised: the ranking `--rank` and `--top` refer to
+
+
+def open_experiment(location: str) -> Experiment:
+    """The hamtune experiment at `location` (a directory or URI); refuses anything else."""
+    if "://" in location and not location.startswith("file://"):
+        parent, _, name = location.rstrip("/").rpartition("/")
+    else:
+        path = Path(location.removeprefix("file://")).expanduser().resolve()
+        parent, name = str(path.parent), path.name
+    experiment = experiment_for(parent, name)
+    if not experiment.is_hamtune():
+        raise ExperimentError(f"{location} is not a hamtune experiment (no hamtune.json in it)")
+    return experiment
+
+
+def choose_trial(trials: pd.DataFrame, rank: int | None = None, trial_id: str | None = None) -> pd.Series:
+    """The trial to refit: `trial_id` (or its directory name) if given, else the one at `rank` (default 1)."""
+    ranked, _ = rank_trials(trials, SELECTION_METRIC)
+    if trial_id is not None:
+        trial_id = trial_id.removeprefix("trial_")
+        match = ranked[ranked["trial_id"] == trial_id]
+        if match.empty:
+            known = ", ".join(ranked["trial_id"].astype(str).head(10))
+            raise ExperimentError(f"--trial {trial_id!r} is not in this experiment (trials: {known})")
+        if pd.isna(match.iloc[0]["rank"]):
+            raise ExperimentError(f"--trial {trial_id!r} has no {SELECTION_METRIC} (status "
+                                  f"{match.iloc[0]['status']}): nothing says how long to train it")
+        return match.iloc[0]
+    count = int(ranked["rank"].count())
+    rank = 1 if rank is None else rank
+    if not 1 <= rank <= count:
+        raise ConfigError(f"--rank must be in [1, {count}] (ranked trials in this experiment), got {rank}")
+    return ranked.iloc[rank - 1]
+
+
+def top_trials(trials: pd.DataFrame, top: int) -> pd.DataFrame:
+    """The `top` best-ranked trials that have a best epoch, best first; refuses when there are fewer."""
+    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
+        raise ConfigError(f"--top must be an integer >= 1, got {top!r}")
+    ranked, _ = rank_trials(trials, SELECTION_METRIC)
+    usable = ranked[ranked["rank"].notna() & ranked["best_epoch"].notna()]
+    if len(usable) < top:
+        raise ExperimentError(f"--top {top} needs {top} finished trials with a {SELECTION_METRIC}, but this "
+                              f"experiment has {len(usable)}: use --top {len(usable)} or fewer" if len(usable)
+                              else f"this experiment has no finished trial with a {SELECTION_METRIC}")
+    return usable.head(top).reset_index(drop=True)
+
+
+def trial_params(trial: pd.Series) -> dict[str, Any]:
+    """A trial row's hyperparameters as plain Python values (the trainable's `PARAMS`)."""
+    from hamtune.trainable import PARAMS
+
+    return {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in PARAMS}
+
+
+def new_or_empty_dir(out: str) -> Path:
+    """`--out` resolved; refused when it exists as anything but an empty directory, so nothing is overwritten."""
+    path = Path(out).expanduser().resolve()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ExperimentError(f"{path} already exists and is not an empty directory: choose another --out or remove it")
+    return path
