@@ -245,7 +245,7 @@ def main() -> None:
     sweep = load_sweep(args.sweep)
     size, batch = args.size or sweep.data.image_size, args.batch or sweep.training.batch_size
     device = accelerator()
-    policy = "mixed_float16" if sweep.training.mixed_precision and device != "cpu" else "float32"
+    policy = sweep.training.gpu_policy if device != "cpu" else "float32"
     keras.mixed_precision.set_global_policy(policy)
     train = round(HAM10000_IMAGES * (1 - sweep.data.val_fraction - sweep.data.test_fraction))
     val = round(HAM10000_IMAGES * sweep.data.val_fraction)
