@@ -6,9 +6,10 @@ its interactive figures and `optuna.visualization.matplotlib` the PNGs of the sa
 
 The study is the one the sweep kept (`hamtune.study`) when it scores the analysed metric. An
 experiment that kept none (older than persistent studies, or a table without its directory),
-one whose storage cannot be read or holds no complete trial, or an analysis by another metric
+one whose storage cannot be read or holds no scored trial, or an analysis by another metric
 gets an in-memory study rebuilt from the table (`hamtune.rebuilt`) instead; the view's note
-says which was drawn.
+says which was drawn. Trials that ASHA stopped (PRUNED in the study) are drawn with the score
+they had reached, as the tables rank them (`scored`).
 Several experiments give one study each, never merged: their spaces and trial numbers differ.
 """
 
@@ -59,13 +60,16 @@ def study_view(analysis: Analysis, sweep: str) -> StudyView:
         except Exception as error:  # KeyError (no such study), SQLAlchemy and driver errors
             why = f"kept a study that could not be read ({type(error).__name__}: {error})"
         else:
-            if _complete(study):
+            drawn, stopped = scored(study)
+            if _complete(drawn):
                 warm = sum(WARM_START_ATTR in trial.user_attrs for trial in study.trials)
-                return StudyView(sweep, study, (
+                return StudyView(sweep, drawn, (
                     f"{sweep}: Optuna's plots draw the study the sweep kept (study {kept.name!r} in "
                     f"{kept.storage}: {_complete(study)} complete of {len(study.trials)} trials"
-                    + (f", {warm} of them warm-start trials from earlier sweeps)" if warm else ")")))
-            why = "kept a study with no complete trial (the scheduler stopped every one)"
+                    + (f", {warm} of them warm-start trials from earlier sweeps" if warm else "")
+                    + (f"; the {stopped} trials the scheduler stopped are drawn with the score they had reached, "
+                       "as trials.parquet has it)" if stopped else ")")))
+            why = "kept a study with no scored trial"
     trials = analysis.trials[(analysis.trials["sweep"] == sweep) & analysis.trials["rank"].notna()]
     epochs = None if analysis.epochs is None else analysis.epochs[analysis.epochs["sweep"] == sweep]
     study = rebuilt_study(run_order(trials, epochs), analysis.metric,
@@ -74,6 +78,34 @@ def study_view(analysis: Analysis, sweep: str) -> StudyView:
     return StudyView(sweep, study, (
         f"{sweep}: {why}; Optuna's plots draw a study rebuilt in memory from the {len(trials)} ranked "
         f"trials of {source.trials_at}"))
+
+
+def scored(study: optuna.Study) -> tuple[optuna.Study, int]:
+    """The study, in memory, with each trial the scheduler stopped (PRUNED) counted as COMPLETE at its last
+    reported value; and how many were.
+
+    Optuna's plots draw only COMPLETE trials, and under ASHA most trials of a sweep are stopped:
+    drawn as they are, a 12-trial sweep shows one or two points. A stopped trial's last value is
+    the best val macro F1 it reached, the score `trials.parquet` ranks it by. Trials still running
+    or without any value stay out, as Optuna leaves them out.
+    """
+    import optuna
+
+    stopped = [trial for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+               if trial.intermediate_values]
+    if not stopped:
+        return study, 0
+    with quiet_optuna():
+        copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    for trial in study.get_trials(states=finished):
+        if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+            trial = optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE, value=trial.intermediate_values[max(trial.intermediate_values)],
+                params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
+                system_attrs=trial.system_attrs, intermediate_values=trial.intermediate_values)
+        copy.add_trial(trial)
+    return copy, len(stopped)
 
 
 def _complete(study: optuna.Study) -> int:

@@ -30,7 +30,7 @@ def three_trials(directory: Path) -> Path:
 def keep_study(experiment: Path, name: str, values: list[float], warm: int = 0,
                state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> None:
     """A journal study as a sweep keeps it: `values` as trials in `state`, the first `warm` from a warm start."""
-    study = optuna.create_study(study_name=name, direction="maximize",
+    study = optuna.create_study(study_name=name, direction="maximize", load_if_exists=True,
                                 storage=StudyLocation(str(experiment / JOURNAL_FILE), name).open())
     study.add_trials([optuna.trial.create_trial(
         params={"dropout": 0.1 * i}, distributions={"dropout": FloatDistribution(0.0, 1.0)}, state=state,
@@ -77,12 +77,25 @@ def test_a_study_that_cannot_be_read_falls_back_to_the_table(tmp_path: Path) -> 
     assert view.note.startswith("three: kept a study that could not be read (KeyError: ")
 
 
-def test_a_study_of_pruned_trials_only_falls_back_to_the_table(tmp_path: Path) -> None:
+def test_trials_the_scheduler_stopped_are_drawn_at_the_score_they_reached(tmp_path: Path) -> None:
     experiment = three_trials(tmp_path / "three")
     keep_study(experiment, "three", [0.2, 0.3], state=optuna.trial.TrialState.PRUNED)
+    keep_study(experiment, "three", [0.4])
+    view = study_view(analyze([str(experiment)]), "three")
+    assert [trial.value for trial in view.study.trials] == pytest.approx([0.2, 0.3, 0.4])
+    assert {trial.state for trial in view.study.trials} == {optuna.trial.TrialState.COMPLETE}
+    assert view.note.endswith("1 complete of 3 trials; the 2 trials the scheduler stopped are drawn with the "
+                              "score they had reached, as trials.parquet has it)")
+    kept = optuna.load_study(study_name="three", storage=StudyLocation(str(experiment / JOURNAL_FILE), "three").open())
+    assert [trial.state.name for trial in kept.trials] == ["PRUNED", "PRUNED", "COMPLETE"]  # the kept study is untouched
+
+
+def test_a_study_with_no_scored_trial_falls_back_to_the_table(tmp_path: Path) -> None:
+    experiment = three_trials(tmp_path / "three")
+    keep_study(experiment, "three", [0.2], state=optuna.trial.TrialState.FAIL)
     view = study_view(analyze([str(experiment)]), "three")
     assert len(view.study.trials) == 3
-    assert view.note.startswith("three: kept a study with no complete trial (the scheduler stopped every one)")
+    assert view.note.startswith("three: kept a study with no scored trial")
 
 
 def test_every_optuna_plot_renders_interactively_and_as_png(tmp_path: Path) -> None:
