@@ -249,14 +249,14 @@ def test_a_mixed_precision_trial_restarts_from_its_checkpoint_with_the_loss_scal
     import hamtune.trainable as trainable
     from hamtune.config import parse_sweep
     from hamtune.data.prepared import prepare_data
-    from hamtune.device import configure_tensorflow
+    from hamtune.device import configure
 
     def like_a_gpu(*args: Any) -> bool:
-        used = configure_tensorflow(*args)
+        used = configure(*args)
         keras.mixed_precision.set_global_policy("mixed_float16")
         return used
 
-    monkeypatch.setattr(trainable, "configure_tensorflow", like_a_gpu)
+    monkeypatch.setattr(trainable, "configure", like_a_gpu)
     sweep = parse_sweep({
         "name": "mixed", "data": {"dir": str(write_synthetic(tmp_path / "data", images=160, seed=3)), "image_size": 32, "cache_dir": str(hamtune_cache)},
         "training": {"epochs": 3, "batch_size": 16, "patience": 3, "weights": "none", "augmentation": "flips",
