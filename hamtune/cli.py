@@ -69,8 +69,8 @@ def _train(args: argparse.Namespace) -> int:
             "epochs": args.epochs, "warmup_epochs": 2 if args.warmup_epochs is None else args.warmup_epochs,
             "batch_size": args.batch_size,
             "patience": args.patience, "fine_tune_lr_scale": args.fine_tune_lr_scale,
-            "weights": args.weights, "mixed_precision": not args.no_mixed_precision,
-            "augmentation": args.augmentation,
+            "weights": args.weights, "augmentation": args.augmentation, "backend": args.backend,
+            "mixed_precision": False if args.no_mixed_precision else args.mixed_precision,
         },
         "resources": {"cpus_per_trial": args.cpus},
     }, source="command line")
@@ -133,7 +133,7 @@ class ConsoleReporter:
             f"epoch {metrics['epoch']:>3} (phase {metrics['phase']})  train_loss {metrics['train_loss']:.4f}  "
             f"val_loss {metrics['val_loss']:.4f}  val_macro_f1 {metrics['val_macro_f1']:.4f}  "
             f"val_balanced_accuracy {metrics['val_balanced_accuracy']:.4f}  "
-            f"val_mel_recall {metrics['val_mel_recall']:.4f}  ({metrics['train_seconds']:.0f}s training)",
+            f"val_mel_recall {metrics['val_mel_recall']:.4f}  ({metrics['train_seconds']:.1f}s training)",
             flush=True,
         )
 
@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="imagenet (default), a local weights file (transfer learning), or none (train from scratch)")
     train.add_argument("--augmentation", default="auto",
                        help="auto (default: flips from scratch, full for transfer), none, flips or full")
+    train.add_argument("--backend", default="tensorflow", choices=("tensorflow", "jax"),
+                       help="Keras backend: tensorflow (default) or jax (no TensorFlow needed, one XLA program per step)")
+    train.add_argument("--mixed-precision", default="float16", choices=("float16", "bfloat16"),
+                       help="compute type on GPUs: float16 (default, loss-scaled) or bfloat16 (Ampere/Hopper)")
     train.add_argument("--no-mixed-precision", action="store_true",
                        help="train in float32 on a GPU too (default: mixed float16 on GPUs, float32 on CPUs)")
     train.add_argument("--val", type=float, default=0.15, help="validation fraction of lesions (default: %(default)s)")
