@@ -57,7 +57,8 @@ def test_every_shipped_sweep_loads_and_round_trips(path: Path) -> None:
 
 
 def test_shipped_sweeps_are_the_expected_set() -> None:
-    assert [p.name for p in SWEEPS] == ["dev.yaml", "ham10000-workstation.yaml", "ham10000.yaml", "smoke.yaml"]
+    assert [p.name for p in SWEEPS] == [
+        "dev-quick.yaml", "dev.yaml", "ham10000-workstation.yaml", "ham10000.yaml", "smoke.yaml"]
 
 
 def test_smoke_sweep_is_small_synthetic_and_cpu_only() -> None:
