@@ -1,10 +1,11 @@
 """What each step between "the sweep finished" and the final model buys, on real HAM10000.
 
-    python benchmarks/final_model.py [EXPERIMENT] [--top 3] [--folds 3] [--out DIR]
+    python benchmarks/final_model.py [EXPERIMENT] [--top 3] [--folds 3] [--address local] [--out DIR]
 
 Without EXPERIMENT it first runs `hamtune sweep sweeps/dev-quick.yaml` (the real 4,992-image
 development set, DenseNet121 from scratch at 32 px, 6 trials of at most 6 epochs). Then it runs
-`hamtune evaluate EXPERIMENT --top K --folds F --ensemble` (TTA on), which scores on the test
+`hamtune evaluate EXPERIMENT --top K --folds F --ensemble --address local` (TTA on; the runs as
+Ray tasks, as many at once as the sweep's per-trial resources allow), which scores on the test
 split, side by side and with 95 % lesion-bootstrap intervals:
 
   sweep's best, refit       the sweep's top trial retrained on train+val (what `hamtune refit` gives)
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=3)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--address", default="local", help="passed to hamtune evaluate (default: local, a private Ray)")
     args = parser.parse_args()
     out = args.out or REPO / "benchmarks" / "results" / f"final-{datetime.date.today().isoformat()}"
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +82,7 @@ def main() -> None:
         experiment = str(storage / "dev-quick")
     final = out / "final-model"
     seconds["evaluate"] = _run([*hamtune, "evaluate", experiment, "--top", str(args.top), "--folds", str(args.folds),
-                                "--ensemble", "--out", str(final)], out / "evaluate.log")
+                                "--ensemble", "--address", args.address, "--out", str(final)], out / "evaluate.log")
     report = json.loads((final / "evaluation.json").read_text())
     scores, steps = tables(report)
     text = "\n\n".join([

@@ -97,10 +97,11 @@ def contract(report: dict[str, Any], image_size: int) -> dict[str, Any]:
     }
 
 
-def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, refits: dict[int, Fit],
+def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, members: Sequence[tuple[Fit, float]],
                 rows: Sequence[Variant], reliability_rows: Sequence[Variant], sweep: SweepConfig,
                 data: PreparedData) -> Evaluation:
-    """Assemble the final model, check it reproduces the evaluation on test, write the directory."""
+    """Assemble the final model from its (refit, temperature) members, check that it reproduces the
+    evaluation's final probabilities on test, then write the directory."""
     from hamtune import plots
     from hamtune.config import to_dict
     from hamtune.device import configure_tensorflow
@@ -113,10 +114,10 @@ def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, refit
     from hamtune.sweep import versions
 
     configure_tensorflow(1, None, mixed_precision=False)  # inference files: float32 whatever the trials used
-    chosen = [refits[member_index(cv, member["trial_id"])] for member in report["members"]]
-    model = final_model([(fit.model_file, member["temperature"]) for fit, member in zip(chosen, report["members"])],
-                        report["tta"])
+    model = final_model([(fit.model_file, temperature) for fit, temperature in members], report["tta"])
     final = rows[-1]
+    logger.info("checking that the assembled final model (%s) reproduces the evaluated test probabilities",
+                final.name)
     difference = float(np.abs(_predict_test(model, sweep, data) - final.test).max())
     if difference > REPRODUCTION_TOLERANCE:
         raise ExperimentError(f"the assembled final model does not reproduce the evaluated probabilities "
@@ -127,6 +128,7 @@ def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, refit
     report = {**report, "reproduction_max_difference": difference, "data": data_provenance(sweep, data),
               "config": to_dict(sweep), "versions": versions(),
               "confusion_matrix": compute_metrics(y_test, final.test)["confusion_matrix"]}
+    logger.info("writing the final model, its SavedModel, contract, evaluation and card into %s", target)
     try:
         target.mkdir(parents=True, exist_ok=True)
         model.save(target / MODEL_FILE)
@@ -144,8 +146,3 @@ def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, refit
     except OSError as error:
         raise ExperimentError(f"cannot write the final model into {target}: {error}") from error
     return Evaluation(target, report)
-
-
-def member_index(cv: CrossValidation, trial_id: str) -> int:
-    """Position of `trial_id` among the cross-validated configurations."""
-    return cv.summary.index[cv.summary["trial_id"] == trial_id][0]

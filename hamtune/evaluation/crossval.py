@@ -109,6 +109,8 @@ def ranking_note(cv: CrossValidation) -> str:
     """One sentence: does cross-validation agree with the sweep's single validation split?"""
     summary = cv.summary
     chosen = summary.iloc[cv.chosen]
+    if len(summary) == 1:
+        return f"one configuration cross-validated (trial {chosen['trial_id']}): nothing to rank"
     if (summary["cv_rank"] == summary["sweep_rank"].rank(method="first").astype(int)).all():
         return (f"cross-validation ranks the {len(summary)} configurations as the sweep did; "
                 f"trial {chosen['trial_id']} stays first")

@@ -29,9 +29,9 @@ from hamtune.evaluation.calibration import apply_temperature, expected_calibrati
 from hamtune.evaluation.crossval import CrossValidation, candidates, collect, fold_jobs, ranking_note
 from hamtune.evaluation.ensemble import average
 from hamtune.evaluation.fitting import Fit, FitJob, run_fits
-from hamtune.evaluation.folds import grouped_folds
+from hamtune.evaluation.folds import check_fold_count, grouped_folds
 from hamtune.evaluation.scoring import score_variant
-from hamtune.evaluation.selection import SELECTION_METRIC, new_or_empty_dir, open_experiment, top_trials
+from hamtune.evaluation.selection import SELECTION_METRIC, check_top, new_or_empty_dir, open_experiment, top_trials
 from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP
 from hamtune.evaluation.thresholds import check_sensitivity
 
@@ -56,9 +56,8 @@ def _check(top: int, folds: int, mel_sensitivity: float, epochs: int | None, cpu
     from hamtune.cluster import check_address
 
     check_sensitivity(mel_sensitivity)
-    for flag, value in (("--top", top), ("--folds", folds)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{flag} must be an integer >= 1, got {value!r}")
+    check_top(top)
+    check_fold_count(folds)
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
     if cpus is not None and not cpus > 0:  # NaN included
@@ -118,7 +117,8 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     note = ranking_note(cv)
     logger.info("%s", note)
 
-    members = list(range(len(configs))) if ensemble else sorted({0, cv.chosen})
+    deployed = list(range(len(configs))) if ensemble else [cv.chosen]  # the final model's members
+    members = sorted({0, cv.chosen, *deployed})  # the sweep's best is refitted for comparison
     jobs = [FitJob(f"refit of config {k + 1} (trial {configs[k].trial_id})", configs[k].params, configs[k].epochs,
                    configs[k].seed, dev, test, tta=tta, keep_model=True) for k in members]
     logger.info("refitting %d configuration(s) on all %d train+val images", len(jobs), len(dev))
@@ -136,7 +136,7 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
         "cv_ranking": note, "chosen_trial": configs[cv.chosen].trial_id,
         "cross_validation": json.loads(cv.summary.to_json(orient="records")),
         "members": [{**configs[k]._asdict(), "temperature": temperatures[k], "train_seconds": refits[k].seconds}
-                    for k in (members if ensemble else [cv.chosen])],
+                    for k in deployed],
         "calibration": {
             "method": "temperature scaling fitted on out-of-fold predictions (never test)",
             "out_of_fold_ece_before": expected_calibration_error(y_dev, cv.oof[cv.chosen]),
@@ -146,7 +146,8 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
         "variants": scored, "final_variant": scored[-1]["variant"],
     }
     calibration_step = rows[-3:-1] if ensemble else rows[-2:]  # the chosen model before and after
-    return write_final(target, report, cv, refits, rows, [*calibration_step, *rows[-1:] * ensemble], sweep, data)
+    return write_final(target, report, cv, [(refits[k], temperatures[k]) for k in deployed], rows,
+                       [*calibration_step, *rows[-1:] * ensemble], sweep, data)
 
 
 def summary(result: Evaluation) -> str:

@@ -47,13 +47,10 @@ class Fit(NamedTuple):
 
 def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, use_gpu: bool | None) -> Fit:
     """Train `job` in this process on its devices, with `cpus` threads."""
-    import keras
-
     from hamtune.data.pipeline import make_dataset
     from hamtune.evaluation.tta import with_tta
     from hamtune.trainable import build_trial_model, make_predictor, train_epochs
 
-    keras.backend.clear_session()  # runs in one process must not accumulate graphs
     model, images = build_trial_model(job.params, sweep.training, data, cpus, use_gpu=use_gpu, seed=job.seed)
     logger.info("%s: training %s on %d images for %d epoch(s)", job.name, job.params["model"], len(job.fit),
                 job.epochs)
@@ -71,6 +68,9 @@ def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, us
         with tempfile.TemporaryDirectory(prefix="hamtune-fit-") as tmp:
             model.save(Path(tmp) / MODEL_FILE)
             model_file = (Path(tmp) / MODEL_FILE).read_bytes()
+    import keras
+
+    keras.backend.clear_session()  # the next run in this process starts from a clean slate
     return Fit(proba, tta_proba, model_file, seconds)
 
 
@@ -78,6 +78,8 @@ def _ray_fit(job: FitJob, sweep: SweepConfig, data: PreparedData) -> Fit:
     """`run_fit` inside a Ray task, on the CPUs and GPUs Ray gave it (like a trial)."""
     import ray
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("hamtune").setLevel(logging.INFO)  # each epoch's line reaches the driver's console
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     return run_fit(job, sweep, data, cpus, bool(ray.get_gpu_ids()))
 

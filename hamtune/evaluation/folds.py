@@ -23,10 +23,14 @@ def lesions_per_class(labels: np.ndarray, lesions: np.ndarray) -> pd.Series:
     return table["label"].value_counts().sort_index()
 
 
-def check_folds(folds: int, labels: np.ndarray, lesions: np.ndarray) -> None:
-    """Refuse a fold count that some class cannot fill: each fold must hold out one of its lesions."""
+def check_fold_count(folds: int) -> None:
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < MIN_FOLDS:
         raise ConfigError(f"--folds must be an integer >= {MIN_FOLDS}, got {folds!r}")
+
+
+def check_folds(folds: int, labels: np.ndarray, lesions: np.ndarray) -> None:
+    """Refuse a fold count that some class cannot fill: each fold must hold out one of its lesions."""
+    check_fold_count(folds)
     counts = lesions_per_class(labels, lesions)
     rarest = counts.idxmin()
     if folds > counts.min():

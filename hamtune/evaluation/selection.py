@@ -47,10 +47,14 @@ def choose_trial(trials: pd.DataFrame, rank: int | None = None, trial_id: str | 
     return ranked.iloc[rank - 1]
 
 
-def top_trials(trials: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The `top` best-ranked trials that have a best epoch, best first; refuses when there are fewer."""
+def check_top(top: int) -> None:
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise ConfigError(f"--top must be an integer >= 1, got {top!r}")
+
+
+def top_trials(trials: pd.DataFrame, top: int) -> pd.DataFrame:
+    """The `top` best-ranked trials that have a best epoch, best first; refuses when there are fewer."""
+    check_top(top)
     ranked, _ = rank_trials(trials, SELECTION_METRIC)
     usable = ranked[ranked["rank"].notna() & ranked["best_epoch"].notna()]
     if len(usable) < top:

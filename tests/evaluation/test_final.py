@@ -25,7 +25,6 @@ from sklearn.metrics import f1_score
 from hamtune.evaluation.artefact import (
     CARD_FILE, CONTRACT_FILE, CV_FILE, EVALUATION_FILE, FINAL_FILES, PREDICTIONS_FILE, SAVED_MODEL_DIR,
 )
-from hamtune.evaluation.fitting import MODEL_FILE
 from hamtune.evaluation.refit import probabilities
 from hamtune.labels import CLASSES
 from tests.conftest import SHARED_DATA, hamtune_env
