@@ -3,9 +3,11 @@
 What no tuner offers, one concept per module: lesion-grouped cross-validation of the top
 configurations (`folds`, `crossval`), dihedral test-time augmentation (`tta`), temperature
 scaling and calibration error (`calibration`), ensembles (`ensemble`), a melanoma operating
-point (`thresholds`), lesion-bootstrap intervals (`intervals`), and the commands that train and
-write models: `refit` (one configuration), `export` (a trial's checkpoint), `final` (the whole
-path into one final model directory) and `predict` (new images through that directory).
+point (`thresholds`), lesion-bootstrap intervals (`intervals`) and the test scores of each step
+(`scoring`). Underneath: which experiment and trials (`selection`) and training runs here or as
+Ray tasks (`fitting`). The commands: `refit` (one configuration), `export` (a trial's
+checkpoint), `final` (`hamtune evaluate`: the whole path into one final model directory, written
+by `artefact` with its `card` and `figures`) and `predict` (new images through that directory).
 """
 
 #: The defaults of `hamtune evaluate`, importable without TensorFlow (the CLI's help shows them).
