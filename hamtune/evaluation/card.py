@@ -125,7 +125,8 @@ Calibration: {calibration['method']}; out-of-fold ECE {calibration['out_of_fold_
 ## Test results, step by step
 Each value with its 95% interval (percentile bootstrap over test lesions, 1000 resamples). The
 last row is this model. `mel_sensitivity` and `mel_specificity` use the melanoma threshold of
-each row (chosen out of fold); `mel_recall_argmax` is the plain argmax rule.
+each row (chosen out of fold); `mel_recall_argmax` and `mel_specificity_argmax` are the plain
+argmax rule's.
 
 {markdown_table(steps)}
 
