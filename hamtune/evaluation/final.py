@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hamtune.analysis import load_results
+from hamtune.device import use_backend
 from hamtune.errors import ConfigError, ExperimentError
 from hamtune.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from hamtune.evaluation.crossval import CrossValidation, candidates, collect, fold_jobs, ranking_note
@@ -102,6 +103,8 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
         raise ExperimentError(f"{experiment.uri} is remote: pass --out DIR for the final model")
     target = new_or_empty_dir(out or f"{experiment.uri}/final")
     sweep, data = saved_sweep(experiment, "evaluate needs the data the sweep chose on")
+    if address is None:  # training runs in this process: on the sweep's backend, or refused before any run
+        use_backend(sweep.training.backend)
     dev = np.sort(np.concatenate([data.positions("train"), data.positions("val")]))
     test = data.positions("test")
     table = data.index.table
