@@ -296,8 +296,12 @@ def _nested_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
         yield from _nested_layers(child)
 
 
-def load_model(path: str | Path) -> keras.Model:
-    """Load a `.keras` model saved by hamtune (its custom layers are registered on import)."""
+def load_model(path: str | Path, compile: bool = True) -> keras.Model:  # noqa: A002 - Keras's own name
+    """Load a `.keras` model saved by hamtune (its custom layers are registered on import).
+
+    `compile=False` leaves out the optimizer and its state: what inference and a model built
+    around this one need, at a third of the size.
+    """
     import keras
 
     import hamtune.augment  # noqa: F401  registers ApplicationPreprocessing for deserialisation
@@ -305,4 +309,4 @@ def load_model(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} not found")
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(path, compile=compile)

@@ -55,7 +55,7 @@ def _member(model_file: bytes, name: str, tta: bool) -> keras.Model:
 
     with tempfile.TemporaryDirectory(prefix="hamtune-member-") as tmp:
         (Path(tmp) / MODEL_FILE).write_bytes(model_file)
-        model = load_model(Path(tmp) / MODEL_FILE)
+        model = load_model(Path(tmp) / MODEL_FILE, compile=False)  # no optimizer state in the final file
     model.name = name  # members of one architecture would otherwise share a layer name
     return with_tta(model) if tta else model
 
