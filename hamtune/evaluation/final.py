@@ -29,7 +29,7 @@ from hamtune.errors import ConfigError, ExperimentError
 from hamtune.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from hamtune.evaluation.crossval import CrossValidation, candidates, collect, fold_jobs, ranking_note
 from hamtune.evaluation.ensemble import average
-from hamtune.evaluation.fitting import Fit, FitJob, run_fits
+from hamtune.evaluation.fitting import check_cpus, Fit, FitJob, run_fits
 from hamtune.evaluation.folds import check_fold_count, grouped_folds
 from hamtune.evaluation.scoring import score_variant
 from hamtune.evaluation.selection import SELECTION_METRIC, check_top, new_or_empty_dir, open_experiment, top_trials
@@ -61,8 +61,7 @@ def _check(top: int, folds: int, mel_sensitivity: float, epochs: int | None, cpu
     check_fold_count(folds)
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-    if cpus is not None and not cpus > 0:  # NaN included
-        raise ConfigError(f"--cpus must be > 0, got {cpus}")
+    check_cpus(cpus)
     check_address(address)
 
 

@@ -25,6 +25,14 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 
 
+def check_cpus(cpus: float | None) -> None:
+    """`--cpus` of the commands that train here: absent (every core) or a positive number."""
+    from hamtune.errors import ConfigError
+
+    if cpus is not None and not cpus > 0:  # NaN included
+        raise ConfigError(f"--cpus must be > 0, got {cpus}")
+
+
 class FitJob(NamedTuple):
     """One training run: `params` trained on `fit` rows for `epochs`, then predicting `predict` rows."""
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from hamtune.analysis import load_results
 from hamtune.errors import ConfigError, DataError, ExperimentError
-from hamtune.evaluation.fitting import MODEL_FILE, FitJob, run_fits
+from hamtune.evaluation.fitting import check_cpus, MODEL_FILE, FitJob, run_fits
 from hamtune.evaluation.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, INTERVAL_SCORES, METHOD, score_interval
 from hamtune.evaluation.selection import (
     SELECTION_METRIC, choose_trial, new_or_empty_dir, open_experiment, trial_params,
@@ -97,8 +97,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     from hamtune.sweep import versions
     from hamtune.trainable import trial_seed
 
-    if cpus is not None and not cpus > 0:  # NaN included
-        raise ConfigError(f"--cpus must be > 0, got {cpus}")
+    check_cpus(cpus)
     check_address(address)
     experiment = open_experiment(location)
     results = load_results([experiment.uri], SELECTION_METRIC)
