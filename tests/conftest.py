@@ -19,6 +19,38 @@ SHARED_DATA = Path(os.environ.get("HAMTUNE_SHARED_DATA", REPO.parent / "shared" 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: Why a slow test is slow (pyproject.toml's markers); `-m ray` etc. runs the part a change touches.
+SLOW_REASONS = ("ray", "backbone", "real_data", "jax")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tiers stay honest: every slow test names why, and a test with a reason is in the slow tier."""
+    wrong = []
+    for item in items:
+        slow = item.get_closest_marker("slow") is not None
+        reasons = [name for name in SLOW_REASONS if item.get_closest_marker(name) is not None]
+        if slow != bool(reasons):
+            wrong.append(f"{item.nodeid}: " + ("marked slow without a reason" if slow else
+                                              f"marked {', '.join(reasons)} but not slow"))
+    if wrong:
+        raise pytest.UsageError("slow markers (see tests/README.md):\n" + "\n".join(wrong))
+
+
+#: The time budgets of tests/README.md on a 2-core machine, in minutes: the inner loop and the whole suite.
+BUDGET_MINUTES = {"not slow": 5, "": 30}
+_STARTED = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line comparing this run's time with its tier's budget, when the run is a whole tier."""
+    tier = config.option.markexpr.strip()
+    if config.option.collectonly or tier not in BUDGET_MINUTES or config.args != list(config.getini("testpaths")):
+        return
+    minutes, budget = (time.monotonic() - _STARTED) / 60, BUDGET_MINUTES[tier]
+    verdict = "within" if minutes <= budget else "OVER"
+    terminalreporter.write_line(f"suite time: {minutes:.1f} min for {'the inner loop' if tier else 'the whole suite'}, "
+                                f"{verdict} its {budget}-minute budget on 2 cores (tests/README.md)")
+
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:

@@ -228,6 +228,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_analysis_of_a_real_sweep(tiny_sweep: Path) -> None:
     analysis = analyze([str(tiny_sweep)])
     assert analysis.sweeps == ("tiny",)

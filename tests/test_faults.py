@@ -184,6 +184,7 @@ def reports(directory: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_oom_trial_is_retried_from_its_checkpoint_then_recorded_as_error(
     two_sweeps: dict, record_property: pytest.RecordProperty,
 ) -> None:
@@ -211,6 +212,7 @@ def test_oom_trial_is_retried_from_its_checkpoint_then_recorded_as_error(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_full_disk_while_checkpointing_fails_the_attempt_and_keeps_the_last_checkpoint(
     two_sweeps: dict, record_property: pytest.RecordProperty,
 ) -> None:
@@ -229,6 +231,7 @@ def test_full_disk_while_checkpointing_fails_the_attempt_and_keeps_the_last_chec
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_nan_loss_stops_the_trial_unscored_and_unretried(
     two_sweeps: dict, record_property: pytest.RecordProperty,
 ) -> None:
@@ -252,6 +255,7 @@ def test_nan_loss_stops_the_trial_unscored_and_unretried(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_late_nan_loss_keeps_the_best_epoch_and_its_checkpoint(
     two_sweeps: dict, record_property: pytest.RecordProperty,
 ) -> None:
@@ -272,6 +276,7 @@ def test_a_late_nan_loss_keeps_the_best_epoch_and_its_checkpoint(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_sweep_goes_on_past_failed_trials(two_sweeps: dict, record_property: pytest.RecordProperty) -> None:
     """A sweep in which one trial errors and one diverges.
 
@@ -290,6 +295,7 @@ def test_the_sweep_goes_on_past_failed_trials(two_sweeps: dict, record_property:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_two_sweeps_at_once_do_not_interfere(two_sweeps: dict, record_property: pytest.RecordProperty) -> None:
     """Two sweeps with different names started at the same moment on one machine, one shared cache.
 
@@ -316,6 +322,7 @@ def test_two_sweeps_at_once_do_not_interfere(two_sweeps: dict, record_property: 
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_local_ray_instance_listens_on_loopback_only(
     two_sweeps: dict, record_property: pytest.RecordProperty,
 ) -> None:
@@ -335,6 +342,7 @@ def test_the_local_ray_instance_listens_on_loopback_only(
 
 # --- every trial failing; the tables' disk full ---------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.ray
 def test_every_trial_failing_exits_nonzero_naming_the_first_error(
     tmp_path: Path, hamtune_cache: Path, record_property: pytest.RecordProperty,
 ) -> None:
@@ -357,6 +365,7 @@ def test_every_trial_failing_exits_nonzero_naming_the_first_error(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_full_disk_while_writing_the_tables_stops_the_sweep_and_keeps_the_last_table(
     tmp_path: Path, hamtune_cache: Path, record_property: pytest.RecordProperty,
 ) -> None:

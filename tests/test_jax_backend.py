@@ -19,7 +19,7 @@ import yaml
 from hamtune.data.synth import write_synthetic
 from tests.conftest import REPO, backbone_weights_file, hamtune_env, tiny_sweep_yaml
 
-pytestmark = pytest.mark.slow  # every test starts Keras in a new process; the trials compile DenseNet121 with XLA
+pytestmark = [pytest.mark.slow, pytest.mark.jax]  # every test starts Keras in a new process; the trials compile DenseNet121 with XLA
 
 
 def run_python(args: list[str], cache: Path, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -71,6 +71,7 @@ def test_a_jax_trial_trains_checkpoints_resumes_and_exports_without_tensorflow(
     assert result["imported"] == []  # neither TensorFlow nor Ray nor Optuna
 
 
+@pytest.mark.ray
 def test_a_sweep_with_backend_jax_runs_end_to_end_tables_and_export_included(
     tmp_path: Path, hamtune_cache: Path
 ) -> None:

@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import hamtune_env, tiny_sweep_yaml, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 NAME = "multinode"

@@ -169,6 +169,7 @@ def refitted(tiny_experiment: Path, tmp_path_factory: pytest.TempPathFactory, ha
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_refit_writes_every_file(refitted: RefitResult) -> None:
     assert sorted(path.name for path in refitted.out.iterdir()) == sorted(OUTPUT_FILES)
     assert_png((refitted.out / CONFUSION_FILE).read_bytes())
@@ -177,6 +178,7 @@ def test_refit_writes_every_file(refitted: RefitResult) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_refit_trains_on_train_plus_val_for_the_best_epoch_count(refitted: RefitResult,
                                                                   tiny_experiment: Path) -> None:
     split = pd.read_csv(tiny_experiment / "split.csv")
@@ -190,6 +192,7 @@ def test_refit_trains_on_train_plus_val_for_the_best_epoch_count(refitted: Refit
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_test_metrics_are_recomputed_identically_from_the_saved_predictions(refitted: RefitResult) -> None:
     report = json.loads((refitted.out / METRICS_FILE).read_text())
     predictions = pd.read_parquet(refitted.out / PREDICTIONS_FILE)
@@ -205,6 +208,7 @@ def test_test_metrics_are_recomputed_identically_from_the_saved_predictions(refi
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_saved_model_loads_and_reproduces_its_test_predictions(
     refitted: RefitResult, hamtune_cache: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -226,6 +230,7 @@ def test_the_saved_model_loads_and_reproduces_its_test_predictions(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_model_card_records_provenance_and_credit(refitted: RefitResult) -> None:
     report = json.loads((refitted.out / METRICS_FILE).read_text())
     card = (refitted.out / CARD_FILE).read_text()
@@ -236,6 +241,7 @@ def test_model_card_records_provenance_and_credit(refitted: RefitResult) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_changed_data_is_refused(tiny_experiment: Path, tmp_path: Path, hamtune_cache: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "copy"
@@ -249,6 +255,7 @@ def test_changed_data_is_refused(tiny_experiment: Path, tmp_path: Path, hamtune_
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_refit_as_a_ray_task_matches_the_in_process_refit(refitted: RefitResult, tiny_experiment: Path,
                                                           tmp_path: Path, hamtune_cache: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,6 +132,7 @@ def test_several_sweeps_get_one_section_each_and_named_pngs(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_report_of_a_real_sweep(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path, tmp_path: Path) -> None:
     experiment = run_tiny_sweep(tmp_path_factory, hamtune_cache)
     files = write_report(analyze([str(experiment)]), tmp_path)

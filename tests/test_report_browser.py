@@ -44,6 +44,7 @@ def test_the_report_renders_in_chromium_with_no_errors_and_no_network(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_report_of_a_real_sweep_renders_in_chromium(tmp_path_factory: pytest.TempPathFactory,
                                                        hamtune_cache: Path, tmp_path: Path) -> None:
     report, *_ = write_report(analyze([str(run_tiny_sweep(tmp_path_factory, hamtune_cache))]), tmp_path)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import assert_study_agrees_with_tables, hamtune_env, tiny_sweep_yaml, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 TRIALS, EPOCHS = 3, 3
 

@@ -60,6 +60,7 @@ def train_and_predict(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarra
 
 
 @pytest.mark.slow
+@pytest.mark.backbone
 def test_small_cnn_learns_the_classes_and_weighting_helps_rare_ones(tmp_path: Path) -> None:
     x, y, split = thumbnails(write_synthetic(tmp_path / "ham", images=1000, seed=SEED, size=(128, 96)))
     train, val = split == "train", split == "val"
