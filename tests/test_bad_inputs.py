@@ -1,9 +1,12 @@
 """The bad-input catalogue: every bad input the project refuses, through the real `hamtune` command.
 
-Each case builds its input in a fresh directory, runs `python -m hamtune ...` there, and checks
-that the command exits non-zero with one `hamtune: error:` reason naming the file, key or row,
-prints no traceback, and leaves that directory exactly as it was (nothing written, nothing
-overwritten). The per-module tests (tests/test_config.py, tests/data/, tests/test_models.py)
+Each case builds its input in a fresh directory, runs the command there, and checks that it
+exits non-zero with one `hamtune: error:` reason naming the file, key or row, prints no
+traceback, and leaves that directory exactly as it was (nothing written, nothing overwritten).
+Cases refused before TensorFlow or Ray is imported run in this process through the CLI's
+`main(argv)` (a second or two each, instead of a Python start-up and pandas import); the cases in
+`SUBPROCESS` run `python -m hamtune ...`: those that start Ray or TensorFlow, and a few cheap ones
+that prove the installed entry point refuses the same way. The per-module tests (tests/test_config.py, tests/data/, tests/test_models.py)
 check each rule's details; this file is the one place where the whole list is run end to end.
 """
 
@@ -231,9 +234,13 @@ CASES = [
     Case("data split --out naming a directory", lambda w, i: ["data", "split", str(i.synthetic), "--out", str(w)],
          ("is a directory", "split.csv")),
 ]
-SLOW = {"more GPUs per trial than any node has", "a weights file for the wrong architecture",  # start Ray / TF
-        "a sweep's weights file for the wrong architecture, refused before any trial",
-        "an Optuna storage URL that cannot be opened"}
+#: The slow cases and why (tests/README.md): they start Ray, or load a weights file into a real backbone.
+SLOW = {"more GPUs per trial than any node has": "ray", "a weights file for the wrong architecture": "backbone",
+        "a sweep's weights file for the wrong architecture, refused before any trial": "backbone",
+        "an Optuna storage URL that cannot be opened": "ray"}
+#: Run as `python -m hamtune`: the slow ones (Ray or TensorFlow must not start in the test process),
+#: and one refusal each of the config, the data check and the CLI's own argument checks.
+SUBPROCESS = set(SLOW) | {"malformed YAML", "corrupt image", "--address with a port no server can listen on"}
 
 
 @pytest.fixture(scope="session")
@@ -245,6 +252,27 @@ def inputs(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Inputs
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under `root` (links not followed) with its size and modification time."""
     return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def run_in_process(args: list[str], cwd: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`hamtune ARGS` through `main(argv)` in `cwd` with the subprocess's environment: (exit code, stdout, stderr).
+
+    An exception other than the refusal escapes and fails the test, as a traceback would; so does
+    a case that imports TensorFlow, Keras or Ray on its way to the refusal (it belongs in `SUBPROCESS`).
+    """
+    from hamtune.cli import main
+
+    for key, value in hamtune_env(cache).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    loaded = set(sys.modules)
+    code = main(args)
+    out, err = capsys.readouterr()
+    heavy = {name.split(".")[0] for name in set(sys.modules) - loaded} & {"tensorflow", "keras", "ray"}
+    assert not heavy, f"refused only after importing {sorted(heavy)}: run this case as a subprocess"
+    return code, out, err
 
 
 def reason(stderr: str) -> list[str]:
@@ -261,19 +289,25 @@ def reason(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(case, id=case.what, marks=[pytest.mark.slow] if case.what in SLOW else [])
+    pytest.param(case, id=case.what,
+                 marks=[pytest.mark.slow, getattr(pytest.mark, SLOW[case.what])] if case.what in SLOW else [])
     for case in CASES
 ])
 def test_bad_input_is_refused_with_one_reason_and_nothing_written(
     case: Case, inputs: Inputs, tmp_path: Path, hamtune_cache: Path, record_property: pytest.RecordProperty,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     args = case.build(tmp_path, inputs)
     before = snapshot(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "hamtune", *args], cwd=tmp_path, env=hamtune_env(hamtune_cache),
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
-    lines = reason(result.stderr)
+    if case.what in SUBPROCESS:
+        result = subprocess.run([sys.executable, "-m", "hamtune", *args], cwd=tmp_path,
+                                env=hamtune_env(hamtune_cache), capture_output=True, text=True, timeout=600)
+        code, stdout, stderr = result.returncode, result.stdout, result.stderr
+    else:
+        code, stdout, stderr = run_in_process(args, tmp_path, hamtune_cache, monkeypatch, capsys)
+    assert code != 0, stdout[-2000:]
+    assert "Traceback" not in stdout + stderr, stderr[-3000:]
+    lines = reason(stderr)
     text = "\n".join(lines)
     for expected in case.expect:
         assert expected in text, f"{expected!r} not in:\n{text}"
