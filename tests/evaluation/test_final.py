@@ -5,7 +5,13 @@ the whole final-model path at its smallest: the top 2 configurations on 2 folds 
 TTA, calibration, the ensemble and the melanoma threshold; then new images through the model
 directory. Tiny training means weak models: these tests check that every number is what the
 files say and that the written model is the evaluated one, not that the model is good (the
-benchmark in benchmarks/final_model.py measures that).
+benchmark in benchmarks/final_model.py measures that, from scratch on the dev set).
+
+The sweep is in transfer mode from the suite's backbone weights file (conftest's
+`backbone_weights_file`), so its one epoch is the head-only warm-up: each of the 8 models this
+module trains (2 trials, 4 fold runs, 2 refits) traces a step through a frozen DenseNet121 in
+seconds instead of the ~40 s a from-scratch step takes. Which layers train is the trial loop's
+business, tested in tests/test_learning.py; evaluation's code is the same in both modes.
 """
 
 from __future__ import annotations
@@ -27,13 +33,15 @@ from hamtune.evaluation.artefact import (
 )
 from hamtune.evaluation.refit import probabilities
 from hamtune.labels import CLASSES
-from tests.conftest import SHARED_DATA, hamtune_env
+from tests.conftest import SHARED_DATA, backbone_weights_file, hamtune_env
 from tests.real_sweep import real_subset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.real_data]
 
-POINTS = [{"model": "densenet121", "learning_rate": 1.0e-3, "dropout": 0.3, "class_weight_power": 1.0},
-          {"model": "densenet121", "learning_rate": 3.0e-3, "dropout": 0.1, "class_weight_power": 0.5}]
+POINTS = [{"model": "densenet121", "learning_rate": 1.0e-3, "dropout": 0.3, "class_weight_power": 1.0,
+           "unfreeze_depth": 1},
+          {"model": "densenet121", "learning_rate": 3.0e-3, "dropout": 0.1, "class_weight_power": 0.5,
+           "unfreeze_depth": 1}]
 
 
 def _hamtune(*args: str, cache: Path, cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
@@ -50,10 +58,11 @@ def experiment(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path) ->
     sweep = {
         "name": "small",
         "data": {"dir": str(real_subset(dev, root / "data", fraction=0.1, at_least=20)), "image_size": 32},
-        "space": {"models": ["densenet121"]},
+        "space": {"models": ["densenet121"], "unfreeze_depth": {"densenet121": {"low": 0, "high": 1}}},
         "search": {"seed": 0, "trials": 2, "max_concurrent": 2, "points_to_evaluate": POINTS},
         "scheduler": "none",
-        "training": {"epochs": 1, "batch_size": 16, "patience": 1, "weights": "none", "mixed_precision": False},
+        "training": {"epochs": 1, "warmup_epochs": 1, "batch_size": 16, "patience": 1,
+                     "weights": {"densenet121": backbone_weights_file("densenet121")}, "mixed_precision": False},
         "resources": {"cpus_per_trial": 1},
         "storage": str(root / "runs"),
         "failures": {"max_retries": 0},
