@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -98,6 +99,29 @@ def _evaluate(pipe: _Pipe, session: str, expression: str, events: list[dict]) ->
     return reply["result"]["result"].get("value")
 
 
+def _kill_session(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGKILL every process of `process`'s session (Chromium and its helpers) and wait until none is left."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + timeout
+    while _session_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session `sid`, from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session, ...
+                members.append(int(entry))
+    return members
+
+
 def open_page(path: Path, expression: str, ready: str = "true", settle: float = 1.0,
               timeout: float = 120.0) -> PageRecord:
     """Load `path` in headless Chromium, wait for its load event and then until the JavaScript `ready`
@@ -113,9 +137,11 @@ def open_page(path: Path, expression: str, ready: str = "true", settle: float = 
         os.dup2(replies_write, 4)
 
     with tempfile.TemporaryDirectory(prefix="hamtune-chromium-") as profile:
+        # Its own session, so that killing it takes its helper processes too: a helper left alive
+        # went on writing into the profile while it was being removed ("Directory not empty").
         process = subprocess.Popen([executable, *FLAGS, f"--user-data-dir={profile}"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   preexec_fn=onto_3_and_4, pass_fds=(3, 4))
+                                   preexec_fn=onto_3_and_4, pass_fds=(3, 4), start_new_session=True)
         os.close(commands_read)
         os.close(replies_write)
         try:
@@ -133,8 +159,7 @@ def open_page(path: Path, expression: str, ready: str = "true", settle: float = 
             value = _evaluate(pipe, session, expression, events)
             _evaluate(pipe, session, "0", events)  # a round trip, so every earlier event has arrived
         finally:
-            process.kill()
-            process.wait()
+            _kill_session(process)
             os.close(commands_write)
             os.close(replies_read)
     requests = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
