@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tests.conftest import alive_in_session
+
 #: Running as root in a container needs --no-sandbox; the rest keeps Chromium itself off the network.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -104,22 +106,8 @@ def _kill_session(process: subprocess.Popen, timeout: float = 10.0) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.monotonic() + timeout
-    while _session_members(process.pid) and time.monotonic() < deadline:
+    while alive_in_session(process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def _session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes of session `sid`, from /proc."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session, ...
-                members.append(int(entry))
-    return members
 
 
 def open_page(path: Path, expression: str, ready: str = "true", settle: float = 1.0,

@@ -145,6 +145,23 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, process:
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-5000:]}")
 
 
+def alive_in_session(sid: int) -> list[int]:
+    """Processes (not zombies) of session `sid`, from /proc: Ray's daemons keep the session of `ray start`,
+    Chromium's helpers the session of Chromium."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
 def hamtune_env(cache: Path) -> dict[str, str]:
     """Environment for a `hamtune` subprocess: the session cache, quiet TensorFlow, no Ray usage stats."""
     env = dict(os.environ)

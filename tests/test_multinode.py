@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import hamtune_env, tiny_sweep_yaml, wait_until
+from tests.conftest import alive_in_session, hamtune_env, tiny_sweep_yaml, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -44,22 +44,6 @@ def _free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
-
-
-def _alive_in_session(sid: int) -> list[int]:
-    """Processes (not zombies) of session `sid`: Ray's daemons keep the session of `ray start`."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
 
 
 class RayNode:
@@ -83,7 +67,7 @@ class RayNode:
 
     def kill(self) -> None:
         for _ in range(50):
-            pids = _alive_in_session(self.sid)
+            pids = alive_in_session(self.sid)
             if not pids:
                 return
             for pid in pids:
@@ -92,7 +76,7 @@ class RayNode:
                 except ProcessLookupError:
                     pass
             time.sleep(0.1)
-        raise RuntimeError(f"processes of the {self.name} survived SIGKILL: {_alive_in_session(self.sid)}")
+        raise RuntimeError(f"processes of the {self.name} survived SIGKILL: {alive_in_session(self.sid)}")
 
 
 class Cluster:
