@@ -44,7 +44,8 @@ _STARTED = time.monotonic()
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """One line comparing this run's time with its tier's budget, when the run is a whole tier."""
     tier = config.option.markexpr.strip()
-    if config.option.collectonly or tier not in BUDGET_MINUTES or config.args != list(config.getini("testpaths")):
+    whole = config.args == list(config.getini("testpaths")) and not config.option.keyword
+    if config.option.collectonly or tier not in BUDGET_MINUTES or not whole:
         return
     minutes, budget = (time.monotonic() - _STARTED) / 60, BUDGET_MINUTES[tier]
     verdict = "within" if minutes <= budget else "OVER"
