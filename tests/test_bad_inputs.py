@@ -6,8 +6,9 @@ traceback, and leaves that directory exactly as it was (nothing written, nothing
 Cases refused before TensorFlow or Ray is imported run in this process through the CLI's
 `main(argv)` (a second or two each, instead of a Python start-up and pandas import); the cases in
 `SUBPROCESS` run `python -m hamtune ...`: those that start Ray or TensorFlow, and a few cheap ones
-that prove the installed entry point refuses the same way. The per-module tests (tests/test_config.py, tests/data/, tests/test_models.py)
-check each rule's details; this file is the one place where the whole list is run end to end.
+that prove the installed entry point refuses the same way. The per-module tests
+(tests/test_config.py, tests/data/, tests/test_models.py) check each rule's details; this file
+is the one place where the whole list is run end to end.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,21 +75,10 @@ def _training(**settings: Any) -> Any:
     return parse_sweep({"name": "learn", "training": {**base, **settings}}).training
 
 
-def accuracy_of(model: Any) -> Callable[[np.ndarray, np.ndarray], float]:
-    """Training accuracy: the model as it trains (BatchNorm on batch statistics; no dropout or augmentation here).
-
-    Through one tf.function per model, traced once (so use it only while the model's trainable
-    layers stay as they were): called eagerly, ConvNeXt's depthwise convolutions retrace their
-    XLA kernels on every call.
-    """
-    import tensorflow as tf
-
-    forward = tf.function(lambda x: model(x, training=True), autograph=False)
-
-    def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
-        return float(np.mean(np.asarray(forward(images)).argmax(axis=1) == labels))
-
-    return accuracy
+def _accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
+    """Training accuracy: the model as it trains (BatchNorm on batch statistics; no dropout or augmentation here)."""
+    proba = np.asarray(model(images, training=True))
+    return float(np.mean(proba.argmax(axis=1) == labels))
 
 
 def overfit(backbone: str, images: np.ndarray, labels: np.ndarray) -> tuple[Any, list[float]]:
@@ -104,9 +92,9 @@ def overfit(backbone: str, images: np.ndarray, labels: np.ndarray) -> tuple[Any,
     params = {"model": backbone, "learning_rate": 1e-3, "dropout": 0.0, "unfreeze_depth": 0, "class_weight_power": 0.0}
     if os.environ.get("HAMTUNE_TEST_FREEZE_BACKBONE") == "1":
         freeze_backbone(model)  # the variant that cannot learn: random features held fixed, as before
-    accuracy, history = accuracy_of(model), []
+    history = []
     for _ in train_epochs(model, params, _training(), images, np.arange(len(labels)), labels, seed=0):
-        history.append(accuracy(images, labels))
+        history.append(_accuracy(model, images, labels))
         if history[-1] >= TARGET_ACCURACY:
             break
     print(f"{backbone}: training accuracy per epoch {np.round(history, 3).tolist()}")  # shown with -rP
@@ -168,12 +156,11 @@ def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the
               "class_weight_power": 0.0}
     training = _training(weights=str(pretrained), epochs=6, warmup_epochs=5, fine_tune_lr_scale=0.1)
     initial = snapshot()
-    accuracy = accuracy_of(model)
-    before = accuracy(images, labels)
+    before = _accuracy(model, images, labels)
     epochs = train_epochs(model, params, training, images, np.arange(len(labels)), labels, seed=1)
     phase_1 = [next(epochs) for _ in range(5)]
     after_head = snapshot()
-    head_accuracy = accuracy(images, labels)
+    head_accuracy = _accuracy(model, images, labels)
     assert [r.phase for r in phase_1] == [1] * 5
     # Phase 1 learns with the backbone frozen: the loss falls and the head alone fits the features
     # well above chance (the backbone's BatchNorm statistics, from ~100 steps of training, are rough).
