@@ -5,9 +5,9 @@
         [--out results.json]
 
 Why: a cluster user sizes `max_workers` and a budget from the GPU-hours of a trial. This builds
-the model a trial trains (`hamtune.models.build_model`: in-graph augmentation, the application's
+the model a trial trains (`hamtune.training.models.build_model`: in-graph augmentation, the application's
 preprocessing, the backbone, the head) at the sweep file's image size, batch size and precision,
-trains it as `hamtune.trainable.train_epochs` does (the head-only phase, then `unfreeze` at the
+trains it as `hamtune.training.trial.train_epochs` does (the head-only phase, then `unfreeze` at the
 top of the sweep's depth range, each phase compiled by `compile_model`), scores it with
 `predict`, and times steady epochs of `--steps` batches after each compile. From those it
 projects the accelerator time of one epoch and of one trial on HAM10000 (10,015 images split by
@@ -48,8 +48,8 @@ import pandas as pd
 
 from hamtune.config import load_sweep
 from hamtune.labels import NUM_CLASSES
-from hamtune.models import build_model, freeze_backbone, unfreeze
-from hamtune.trainable import compile_model
+from hamtune.training.models import build_model, freeze_backbone, unfreeze
+from hamtune.training.trial import compile_model
 from machine import machine  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def predict_seconds(model: keras.Model, images: np.ndarray, batch: int, repeats:
 
 def augmentation_seconds(size: int, images: np.ndarray, labels: np.ndarray, batch: int, repeats: int) -> dict[str, float]:
     """Seconds per training step of a pooled linear model with and without the augmentation block."""
-    from hamtune.augment import build_augmentation
+    from hamtune.training.augment import build_augmentation
 
     def tiny(augment: bool) -> keras.Model:
         inputs = keras.Input((size, size, 3), dtype="uint8")

@@ -63,7 +63,7 @@ def make_weights(out: Path) -> dict[str, Path]:
     files = {model: out / f"{model}_random_notop.weights.h5" for model in DEPTH}
     code = (
         "import sys, keras\n"
-        "from hamtune.models import get_backbone\n"
+        "from hamtune.backbones import get_backbone\n"
         "for model, path in zip(sys.argv[1::2], sys.argv[2::2]):\n"
         "    keras.utils.set_random_seed(0)\n"
         "    getattr(keras.applications, get_backbone(model).application)(include_top=False, weights=None,"

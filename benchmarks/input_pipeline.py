@@ -7,7 +7,7 @@ Times, on the same images and in one run:
                   contrast per image, every epoch, in the tf.data map (AUTOTUNE parallel);
   (a0) the same without the augmentation;
   (b)  hamtune    `make_dataset` over `open_cache`, each batch then augmented as the model does
-                  (`hamtune.augment.build_augmentation`, training=True, in a tf.function);
+                  (`hamtune.training.augment.build_augmentation`, training=True, in a tf.function);
   (b0) hamtune    `make_dataset` alone (the model does the augmentation);
   (b1) before     the pipeline as it was before the in-graph gather: one `tf.numpy_function`
                   gather per batch, AUTOTUNE, default tf.data optimisations;
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import pandas as pd
 
-from hamtune.augment import (
+from hamtune.training.augment import (
     BRIGHTNESS_FACTOR,
     CONTRAST_FACTOR,
     ROTATION_FACTOR,
@@ -93,7 +93,7 @@ def augmented_epoch(dataset: tf.data.Dataset) -> Epoch:
     """
     import tensorflow as tf
 
-    from hamtune.augment import build_augmentation
+    from hamtune.training.augment import build_augmentation
 
     augmentation = build_augmentation(seed=0)
     step = tf.function(lambda x: augmentation(tf.cast(x, "float32"), training=True))

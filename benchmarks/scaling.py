@@ -7,7 +7,7 @@ For each node count N, a `ray.cluster_utils.Cluster` on this machine gets a head
 CPUs (it runs only the driver, as on a real cluster) and N worker nodes of 1 logical CPU each,
 and a sweep runs `--trials` tiny trials with `max_concurrent_trials=N`, searched and stopped
 exactly as hamtune's sweeps are: OptunaSearch over the smoke sweep's space with hamtune's
-seeded TPE sampler (`hamtune.space`), ASHA on the epoch count, one report per epoch, a
+seeded TPE sampler (`hamtune.search.space`), ASHA on the epoch count, one report per epoch, a
 fresh worker process per trial (`reuse_actors=False`).
 
 A trial's "epoch" is `--epoch-seconds` of `sleep` (the default: a GPU-bound trial whose host
@@ -68,7 +68,7 @@ def run_sweep(nodes: int, trials: int, epochs: int, epoch_seconds: float, kind: 
     from ray.tune.search.optuna import OptunaSearch
 
     from hamtune.config import load_sweep
-    from hamtune.space import define_space, make_sampler
+    from hamtune.search.space import define_space, make_sampler
 
     space = load_sweep(SMOKE).space
     tick = time.perf_counter()

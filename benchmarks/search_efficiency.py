@@ -32,7 +32,6 @@ Raw per-epoch curves and the tables go to `--out` (default benchmarks/results/se
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import logging
@@ -100,7 +99,7 @@ def curve(experiment: Path, started: float) -> pd.DataFrame:
 def run_arm(arm: str, seed: int, args: argparse.Namespace, storage: Path, epochs: int) -> tuple[pd.DataFrame, Path]:
     import ray
 
-    from hamtune.sweep import run_sweep
+    from hamtune.sweep.run import run_sweep
 
     sweep = sweep_config(arm, seed, args, storage, epochs)
     started = time.time()
@@ -125,10 +124,9 @@ def refit_test(experiment: Path) -> dict[str, float]:
 
 def plain_keras(args: argparse.Namespace, seed: int, epochs: int) -> pd.DataFrame:
     """The recipe as a notebook would run it: in-memory arrays, `fit`, val macro F1 after each epoch."""
-    from hamtune.config import parse_sweep
     from hamtune.data.cache import open_cache
     from hamtune.data.prepared import prepare_data
-    from hamtune.device import configure_tensorflow
+    from hamtune.training.device import configure_tensorflow
 
     started = time.time()
     configure_tensorflow(2, False, False)

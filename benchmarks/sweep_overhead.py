@@ -2,7 +2,7 @@
 
     python benchmarks/sweep_overhead.py [--sweep sweeps/smoke.yaml]
 
-Runs the sweep with `hamtune.sweep.run_sweep` into a temporary storage path and reads back
+Runs the sweep with `hamtune.sweep.run.run_sweep` into a temporary storage path and reads back
 Tune's per-trial `result.json` (`time_total_s`: the trial function's own wall time, from the
 moment its worker starts running it) and hamtune's epochs table (`train_seconds`: the sum of
 the `fit` calls, graph tracing included; `timestamp` is whole seconds, so trial start and end
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     from ray import tune
 
     from hamtune.config import load_sweep
-    from hamtune.sweep import run_sweep
+    from hamtune.sweep.run import run_sweep
 
     tuner_span: list[float] = []
     fit = tune.Tuner.fit

@@ -16,7 +16,7 @@ the epoch count) and times, with hamtune's own functions:
   steady training   the rest of the fit time;
   evaluation        inference on the validation split: `model.predict` (before) and
                     `make_predictor` (after: one trace for both phases), plus `compute_metrics`;
-  checkpoint        every weight + optimizer (before) and `_save_checkpoint`, which leaves out
+  checkpoint        every weight + optimizer (before) and `save_checkpoint`, which leaves out
                     the frozen backbone weights a retry rebuilds from the seed (after);
   reporting         `ray.tune.report` of a checkpoint of each size in a real Tune trial.
 
@@ -67,14 +67,10 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
     from hamtune.data.cache import open_cache
     from hamtune.data.pipeline import make_dataset
     from hamtune.metrics import compute_metrics
-    from hamtune.device import configure_tensorflow
-    from hamtune.trainable import (
-        TrialState,
-        _save_checkpoint,
-        build_trial_model,
-        make_predictor,
-        train_epochs,
-    )
+    from hamtune.training.device import configure_tensorflow
+    from hamtune.training.checkpoint import TrialState, save_checkpoint
+    from hamtune.training.inference import make_predictor
+    from hamtune.training.trial import build_trial_model, train_epochs
 
     data, training = pickle.loads(prepared.read_bytes())
     configure_tensorflow(1, False, training.mixed_precision)
@@ -110,7 +106,7 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
             times["checkpoint bytes before"] = directory_bytes(Path(directory))
             lap("checkpoint before")
         with tempfile.TemporaryDirectory() as directory:
-            _save_checkpoint(Path(directory), model_, state, result.phase)
+            save_checkpoint(Path(directory), model_, state, result.phase)
             times["checkpoint bytes after"] = directory_bytes(Path(directory))
             lap("checkpoint after")
 

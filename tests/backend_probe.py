@@ -13,13 +13,15 @@ import sys
 
 import numpy as np
 
-from hamtune.device import configure, set_seed
-from hamtune.trainable import checkpoint_keys, compile_model, make_predictor
+from hamtune.training.device import configure, set_seed
+from hamtune.training.checkpoint import checkpoint_keys
+from hamtune.training.inference import make_predictor
+from hamtune.training.trial import compile_model
 
 
 def trial_keys() -> dict[str, list[str]]:
     """Checkpoint keys of a from-scratch DenseNet121 trial's model and Adam, as a checkpoint lists them."""
-    from hamtune.models import build_model
+    from hamtune.training.models import build_model
 
     model = build_model("densenet121", 32, 0.2, weights="none", seed=0, augmentation="full")
     compile_model(model, 1e-3)

@@ -88,7 +88,7 @@ def backbone_weights_file(model: str) -> str:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    from hamtune.models import get_backbone
+    from hamtune.backbones import get_backbone
 
     path = Path(tempfile.mkdtemp(prefix="hamtune-test-weights-")) / f"{model}_notop.weights.h5"
     keras.utils.set_random_seed(0)
@@ -173,7 +173,7 @@ def hamtune_env(cache: Path) -> dict[str, str]:
 
 def study_of(experiment: Path) -> Any:
     """An experiment's persistent Optuna study, loaded the way `optuna.load_study` users do."""
-    from hamtune.study import JOURNAL_FILE, StudyLocation
+    from hamtune.search.storage import JOURNAL_FILE, StudyLocation
 
     return StudyLocation(str(experiment / JOURNAL_FILE), experiment.name).load()
 
@@ -187,8 +187,8 @@ def assert_study_agrees_with_tables(experiment: Path) -> dict[str, Any]:
     import optuna
     import pandas as pd
 
-    from hamtune.space import unfreeze_parameter
-    from hamtune.study import RAY_TRIAL_ATTR
+    from hamtune.search.space import unfreeze_parameter
+    from hamtune.keys import RAY_TRIAL_ATTR
 
     state = optuna.trial.TrialState
     study = study_of(experiment)

@@ -1,4 +1,4 @@
-"""Hand-built result tables, written through `hamtune.tables` exactly as a sweep writes them."""
+"""Hand-built result tables, written through `hamtune.store.tables` exactly as a sweep writes them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from hamtune.labels import CLASSES
-from hamtune.tables import EPOCHS_FILE, EPOCHS_SCHEMA, METRIC_COLUMNS, TRIALS_FILE, TRIALS_SCHEMA, to_arrow, write_table
+from hamtune.store.tables import EPOCHS_FILE, EPOCHS_SCHEMA, METRIC_COLUMNS, TRIALS_FILE, TRIALS_SCHEMA, to_arrow, write_table
 
 SPACE = {
     "models": ["convnext_small", "densenet121"],

@@ -19,7 +19,9 @@ import numpy as np
 
 from hamtune.config import parse_sweep
 from hamtune.data.prepared import prepare_data
-from hamtune.trainable import make_predictor, restore_weights, run_trial, trial_model
+from hamtune.training.checkpoint import restore_weights
+from hamtune.training.inference import make_predictor
+from hamtune.training.trial import run_trial, trial_model
 
 #: Larger than the split: one batch shape per phase, so XLA compiles each step once (minutes on 2 cores).
 BATCH = 256
@@ -59,7 +61,7 @@ def main(data_dir: str, cache_dir: str, weights: str, out: str) -> None:
 
     from hamtune.data.cache import open_cache
     from hamtune.data.pipeline import make_dataset
-    from hamtune.models import load_model
+    from hamtune.training.models import load_model
 
     model = trial_model(params, sweep.training, sweep.data.image_size, seed=0)
     restore_weights(out_dir / "resumed" / "epoch_2", model)

@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from hamtune.analysis import analyze, load_results, rank_trials, run_order
+from hamtune.results.analysis import analyze, load_results, rank_trials, run_order
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.study import JOURNAL_FILE, StudyLocation
-from hamtune.tables import TRIALS_SCHEMA
+from hamtune.search.storage import JOURNAL_FILE, StudyLocation
+from hamtune.store.tables import TRIALS_SCHEMA
 from tests.handmade import SPACE, epoch_rows, trial_row, write_results
 from tests.real_sweep import run_tiny_sweep
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hamtune.augment import ApplicationPreprocessing, build_augmentation
+from hamtune.training.augment import ApplicationPreprocessing, build_augmentation
 
 SIZE = 64
 
@@ -68,7 +68,7 @@ def test_strengths_keep_a_prefix_of_the_full_list() -> None:
 
 
 def test_no_augmentation_builds_a_model_without_the_block() -> None:
-    from hamtune.models import build_model
+    from hamtune.training.models import build_model
 
     names = {layer.name for layer in build_model("densenet121", 32, 0.0, weights="none", augmentation="none").layers}
     assert "augmentation" not in names and "preprocessing" in names

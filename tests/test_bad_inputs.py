@@ -162,7 +162,7 @@ def _refit_into_a_file(where: Path, inputs: Inputs) -> list[str]:
 def _started_then_edited(where: Path, *flags: str, **changes: Any) -> list[str]:
     """An experiment started with the valid sweep, whose file is then edited (`changes`) before --resume."""
     from hamtune.config import load_sweep, to_dict
-    from hamtune.experiment import experiment_for
+    from hamtune.store.experiment import experiment_for
 
     sweep = load_sweep(Path(sweep_file(where)[1]))
     experiment_for(sweep.storage, sweep.name).create(sweep.text, to_dict(sweep), pd.DataFrame(), {"fingerprint": "f"})

@@ -14,7 +14,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from hamtune.config import load_sweep
-from hamtune.cluster import launcher_worker_types
+from hamtune.sweep.cluster import launcher_worker_types
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,18 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from hamtune.config import (
-    Field,
-    ModelResources,
-    SweepConfig,
-    _schema,
-    load_sweep,
-    parse_sweep,
-    to_dict,
-    with_overrides,
-)
+from hamtune.config import ModelResources, SweepConfig, load_sweep, parse_sweep, to_dict, with_overrides
+from hamtune.config.constraints import Field
+from hamtune.config.schema import schema
 from hamtune.errors import ConfigError
-from hamtune.models import BACKBONES, max_unfreeze_depth
+from hamtune.backbones import BACKBONES, max_unfreeze_depth
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
 POINT = {"model": "densenet121", "learning_rate": 1.0e-3, "dropout": 0.2, "class_weight_power": 0.5, "unfreeze_depth": 4}
@@ -89,13 +82,13 @@ def test_every_schema_default_satisfies_its_own_constraint() -> None:
             else:
                 yield from leaves(item, f"{prefix}{name}.")
 
-    fields = dict(leaves(_schema(tuple(BACKBONES))))
+    fields = dict(leaves(schema(tuple(BACKBONES))))
     for key, field in fields.items():
         if key != "name":
             field.constraint.clean(field.default)  # raises ValueError if a default breaks its rule
             assert str(field.constraint), key
     resolved = to_dict(parse_sweep({"name": "x"}))
-    for section, spec in _schema(tuple(BACKBONES)).items():
+    for section, spec in schema(tuple(BACKBONES)).items():
         if isinstance(spec, dict):
             assert set(spec) == set(resolved[section]), section
 
@@ -203,7 +196,7 @@ def test_the_highest_search_seed_leaves_room_for_every_trial_seed() -> None:
     """Trials train with `trial_seed` (search.seed plus a per-configuration offset), which seeds numpy."""
     import numpy as np
 
-    from hamtune.trainable import trial_seed
+    from hamtune.training.trial import trial_seed
 
     top = parse_sweep({"name": "x", "search": {"seed": 2**31 - 1}}).search.seed
     for i in range(1000):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hamtune.device import STARTUP_LINES, replay
+from hamtune.training.device import STARTUP_LINES, replay
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def test_tensorflow_start_up_lines_are_captured_not_printed() -> None:
     # features, CUDA drivers), so none is expected: whatever it prints, none reaches stderr, and
     # stderr works as before once the import is done.
     result = run_python("import os, sys, warnings\n"
-                        "from hamtune.device import STARTUP_LINES, import_tensorflow\n"
+                        "from hamtune.training.device import STARTUP_LINES, import_tensorflow\n"
                         "tf, startup = import_tensorflow()\n"
                         "assert all(STARTUP_LINES.search(line) for line in startup.splitlines()), startup\n"
                         "warnings.warn('a warning the user must see')\n"
@@ -48,7 +48,7 @@ def test_replay_keeps_everything_but_known_start_up_lines(capsys: pytest.Capture
 
 def test_logical_gpu_on_a_node_without_gpus_trains_on_the_cpu_with_a_warning(tmp_path: Path) -> None:
     # A node without NVIDIA devices (paths that do not exist) and no GPU for TensorFlow, on any machine.
-    result = run_python("import logging, hamtune.device as d\n"
+    result = run_python("import logging, hamtune.training.device as d\n"
                         "logging.basicConfig(level=logging.WARNING)\n"
                         f"d.NVIDIA_DEVICES = (d.Path({str(tmp_path / 'nvidia0')!r}), d.Path({str(tmp_path / 'gpus')!r}))\n"
                         "print(d.configure_tensorflow(1, True, mixed_precision=True))\n", CUDA_VISIBLE_DEVICES="-1")
@@ -63,7 +63,7 @@ def test_gpu_trial_on_a_gpu_node_whose_tensorflow_sees_none_fails_with_the_reaso
     # On any machine: CUDA_VISIBLE_DEVICES=-1 hides every GPU from TensorFlow, and the CUDA start-up
     # line is given, since which one TensorFlow prints (if any) depends on its build and the driver.
     cuda_line = "I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used."
-    result = run_python("import hamtune.device as d\n"
+    result = run_python("import hamtune.training.device as d\n"
                         f"d.NVIDIA_DEVICES = (d.Path({str(device)!r}), d.Path({str(tmp_path / 'none')!r}))\n"
                         "real_import = d.import_tensorflow\n"
                         f"d.import_tensorflow = lambda: (real_import()[0], {cuda_line!r})\n"
@@ -79,7 +79,7 @@ def test_gpu_trial_on_a_gpu_node_whose_tensorflow_sees_none_fails_with_the_reaso
 def test_a_process_already_on_tensorflow_refuses_to_train_on_jax() -> None:
     import keras
 
-    from hamtune.device import use_backend
+    from hamtune.training.device import use_backend
     from hamtune.errors import HamtuneError
 
     use_backend("tensorflow")  # the backend this process already runs: nothing to do
@@ -98,7 +98,7 @@ def test_a_jax_trial_takes_gpu_memory_on_demand_within_its_share(use_gpu: bool |
     """Before JAX starts: no preallocation, a memory cap of 0.9 x the trial's GPU share, GPUs hidden from a
     CPU trial. Run in a fresh process on a machine without GPUs: it trains on the CPU, in float32."""
     names = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "JAX_PLATFORMS")
-    code = ("import json, os\nfrom hamtune.device import configure\n"
+    code = ("import json, os\nfrom hamtune.training.device import configure\n"
             f"on_gpu = configure('jax', 1, {use_gpu}, 'bfloat16', {share})\n"
             "import keras\n"
             f"print(json.dumps([on_gpu, keras.config.dtype_policy().name, {{k: os.environ.get(k) for k in {names}}}]))")

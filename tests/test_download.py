@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from hamtune.errors import ModelError
-from hamtune.models import BACKBONES, WEIGHTS_BASE_URL_ENV, Backbone, download_imagenet
+from hamtune.backbones import BACKBONES, Backbone
+from hamtune.training.models import WEIGHTS_BASE_URL_ENV, download_imagenet
 from tests.conftest import REPO
 
 WEIGHTS = bytes(range(256)) * 4096  # 1 MiB
@@ -101,7 +102,7 @@ def test_two_concurrent_trials_on_one_node_download_once(
     server = serve(monkeypatch, WEIGHTS, delay=1.5)
     script = (
         "import dataclasses, logging, sys\n"
-        "from hamtune.models import BACKBONES, download_imagenet\n"
+        "from hamtune.backbones import BACKBONES\nfrom hamtune.training.models import download_imagenet\n"
         "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
         f"spec = dataclasses.replace(BACKBONES['densenet121'], imagenet_hash={for_test(BACKBONE).imagenet_hash!r})\n"
         "print('ready', flush=True)\n"
@@ -142,7 +143,7 @@ def test_a_truncated_cached_file_is_fetched_again_with_one_warning(
     target.write_bytes(WEIGHTS[:1000])
     spec = for_test(BACKBONE)
 
-    with caplog.at_level(logging.INFO, logger="hamtune.download"):
+    with caplog.at_level(logging.INFO, logger="hamtune.training.download"):
         assert download_imagenet(spec) == target
     assert target.read_bytes() == WEIGHTS
     assert server.gets == [f"/weights/{FILE_NAME}"]

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from hamtune.faults import FAULTS_ENV, inject
-from hamtune.tables import read_table, sort_records
+from hamtune.store.tables import read_table, sort_records
 from tests.conftest import hamtune_env, tiny_sweep_yaml
 
 OOM, NAN, HEALTHY, LATE_NAN = 0.1, 0.2, 0.3, 0.4  # each trial of the fault sweep is told apart by its dropout

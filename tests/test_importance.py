@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hamtune.importance import ALL_MODELS, FANOVA_MIN_TRIALS, parameter_importance
-from hamtune.rebuilt import distributions
+from hamtune.results.importance import ALL_MODELS, FANOVA_MIN_TRIALS, parameter_importance
+from hamtune.results.offline_study import distributions
 from tests.handmade import SPACE, trial_row
 
 

@@ -83,9 +83,9 @@ def _accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
 
 def overfit(backbone: str, images: np.ndarray, labels: np.ndarray) -> tuple[Any, list[float]]:
     """Train from scratch with the trial's own loop until training accuracy >= 0.9 (or MAX_EPOCHS)."""
-    from hamtune.device import configure_tensorflow
-    from hamtune.models import build_model, freeze_backbone
-    from hamtune.trainable import train_epochs
+    from hamtune.training.device import configure_tensorflow
+    from hamtune.training.models import build_model, freeze_backbone
+    from hamtune.training.trial import train_epochs
 
     configure_tensorflow(2, False, False)
     model = build_model(backbone, 32, 0.0, weights="none", seed=0, augmentation="none")
@@ -127,8 +127,9 @@ def test_from_scratch_moves_batchnorm_statistics(overfitted_densenet: tuple[Any,
 def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the_top_blocks(
     overfitted_densenet: tuple[Any, list[float]], few_real_images: tuple[np.ndarray, np.ndarray], tmp_path: Path,
 ) -> None:
-    from hamtune.models import BACKBONE_LAYER, block_of_layers, build_model
-    from hamtune.trainable import train_epochs
+    from hamtune.backbones import block_of_layers
+    from hamtune.training.models import BACKBONE_LAYER, build_model
+    from hamtune.training.trial import train_epochs
 
     import tensorflow as tf
 
@@ -256,9 +257,9 @@ def test_export_writes_the_best_epoch_model_that_reproduces_its_val_macro_f1(
     from hamtune.config import parse_sweep
     from hamtune.data.cache import open_cache
     from hamtune.data.prepared import prepare_saved
-    from hamtune.experiment import CONFIG_FILE
+    from hamtune.store.experiment import CONFIG_FILE
     from hamtune.evaluation.export import INFO_FILE, KERAS_FILE, SAVED_MODEL_DIR
-    from hamtune.models import load_model
+    from hamtune.training.models import load_model
     from hamtune.evaluation.selection import open_experiment
 
     monkeypatch.setenv("HAMTUNE_CACHE_DIR", str(hamtune_cache))

@@ -20,19 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hamtune.augment import ApplicationPreprocessing
+from hamtune.training.augment import ApplicationPreprocessing
 from hamtune.errors import ModelError
-from hamtune.models import (
-    BACKBONE_LAYER,
-    BACKBONES,
-    block_of_layers,
-    build_model,
-    freeze_backbone,
-    get_backbone,
-    load_model,
-    max_unfreeze_depth,
-    unfreeze,
-)
+from hamtune.backbones import BACKBONES, block_of_layers, get_backbone, max_unfreeze_depth
+from hamtune.training.models import BACKBONE_LAYER, build_model, freeze_backbone, load_model, unfreeze
 from tests.conftest import backbone_weights_file
 
 SIZE = 32

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hamtune import plots
-from hamtune.analysis import Analysis, analyze, confusion, learning_curves
+from hamtune.results import plots
+from hamtune.results.analysis import Analysis, analyze, confusion, learning_curves
 from tests.handmade import confusion as handmade_confusion
 from tests.handmade import epoch_rows, trial_row, write_results
 

@@ -10,7 +10,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from hamtune.progress import SweepProgress, describe, standing
+from hamtune.sweep.progress import SweepProgress, describe, standing
 
 
 @dataclass

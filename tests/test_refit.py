@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from hamtune.errors import ConfigError, DataError, ExperimentError
-from hamtune.experiment import Experiment
+from hamtune.store.experiment import Experiment
 from hamtune.metrics import compute_metrics
 from hamtune.evaluation.intervals import INTERVAL_SCORES, lesion_bootstrap, score_interval
 from hamtune.evaluation.refit import (
@@ -215,7 +215,7 @@ def test_the_saved_model_loads_and_reproduces_its_test_predictions(
     from hamtune.config import parse_sweep
     from hamtune.data.cache import open_cache
     from hamtune.data.prepared import prepare_data
-    from hamtune.models import load_model
+    from hamtune.training.models import load_model
 
     report = json.loads((refitted.out / METRICS_FILE).read_text())
     monkeypatch.setenv("HAMTUNE_CACHE_DIR", str(hamtune_cache))

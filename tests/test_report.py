@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hamtune.analysis import Analysis, analyze
+from hamtune.results.analysis import Analysis, analyze
 from hamtune.errors import ConfigError
-from hamtune.report import REPORT_FILE, format_analysis, markdown_table, per_class_wide, write_report
-from hamtune.studyplots import PLOTS
+from hamtune.results.report import REPORT_FILE, format_analysis, markdown_table, per_class_wide, write_report
+from hamtune.results.studyplots import PLOTS
 from tests.handmade import trial_row, write_results
 from tests.real_sweep import run_tiny_sweep
 from tests.test_plots import assert_png, two_model_sweep

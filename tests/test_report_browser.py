@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hamtune.analysis import analyze
-from hamtune.report import write_report
-from hamtune.studyplots import PLOTS
+from hamtune.results.analysis import analyze
+from hamtune.results.report import write_report
+from hamtune.results.studyplots import PLOTS
 from tests.browser import chromium, open_page
 from tests.real_sweep import run_tiny_sweep
 from tests.test_plots import two_model_sweep

@@ -16,8 +16,8 @@ import yaml
 
 from hamtune.cli import main
 from hamtune.config import load_sweep, parse_sweep, to_dict
-from hamtune.experiment import CONFIG_FILE, experiment_for
-from hamtune.resume import setting_changes
+from hamtune.store.experiment import CONFIG_FILE, experiment_for
+from hamtune.sweep.resume import setting_changes
 
 SAVED = {"name": "a", "storage": "/runs", "data": {"dir": "/data", "image_size": 32},
          "search": {"seed": 0, "trials": 12}, "space": {"models": ["densenet121"]},
@@ -84,7 +84,7 @@ def test_trials_cannot_extend_a_resumed_sweep(started: Path, capsys: pytest.Capt
 
 def test_a_setting_added_since_the_experiment_started_compares_as_its_default(started: Path) -> None:
     """An experiment saved before `training.augmentation` existed ran what its default means."""
-    from hamtune.resume import _saved_settings
+    from hamtune.sweep.resume import _saved_settings
 
     sweep = load_sweep(started)
     experiment = experiment_for(sweep.storage, sweep.name)

@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from hamtune.config import SweepConfig, parse_sweep
-from hamtune.space import define_space, describe_space, make_sampler, points_to_evaluate, unfreeze_parameter
+from hamtune.search.space import define_space, describe_space, make_sampler, points_to_evaluate, unfreeze_parameter
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -144,15 +144,16 @@ def test_optuna_is_told_each_trials_best_epoch_not_its_last(sweep: SweepConfig) 
     """Ray's OptunaSearch tells Optuna the metric of a trial's last report. The searcher's metric
     is the trial's best epoch so far, so TPE learns the value the result tables rank trials by,
     also for a trial whose last epoch (stopped by ASHA or patience) was worse."""
-    from hamtune.searcher import make_searcher
-    from hamtune.trainable import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC, TrialState
+    from hamtune.search.searcher import make_searcher
+    from hamtune.keys import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC
+    from hamtune.training.checkpoint import TrialState
 
     searcher = make_searcher(sweep, optuna.storages.InMemoryStorage())
     searcher.suggest("t1")
     state = TrialState()
     for epoch, score in enumerate([0.2, 0.5, 0.3], start=1):
-        state.record(epoch, {OBJECTIVE: score})
-        report = {OBJECTIVE: score, SEARCH_METRIC: state.best_score, "training_iteration": epoch, "epoch": epoch,
+        state.record(epoch, {OBJECTIVE.name: score})
+        report = {OBJECTIVE.name: score, SEARCH_METRIC: state.best_score, "training_iteration": epoch, "epoch": epoch,
                   FINISHED_KEY: epoch == 3}  # patience ran out at epoch 3: the trial ended itself
         searcher.on_trial_result("t1", report)
     searcher.on_trial_complete("t1", result=report)
@@ -167,9 +168,10 @@ def test_a_diverged_trial_teaches_optuna_the_worst_score(sweep: SweepConfig) -> 
     that TPE would ignore; the tables still see no score (a NaN objective)."""
     import math
 
-    from hamtune.searcher import make_searcher
-    from hamtune.sweep import diverged_report
-    from hamtune.trainable import OBJECTIVE, TrialDiverged
+    from hamtune.search.searcher import make_searcher
+    from hamtune.sweep.tune import diverged_report
+    from hamtune.keys import OBJECTIVE
+    from hamtune.training.trial import TrialDiverged
 
     searcher = make_searcher(sweep, optuna.storages.InMemoryStorage())
     searcher.suggest("t1")
@@ -177,7 +179,7 @@ def test_a_diverged_trial_teaches_optuna_the_worst_score(sweep: SweepConfig) -> 
     searcher.on_trial_complete("t1", result=report)
     trial = searcher._ot_study.trials[searcher._ot_trials["t1"].number]
     assert (trial.state, trial.value) == (optuna.trial.TrialState.COMPLETE, 0.0)
-    assert math.isnan(report[OBJECTIVE])
+    assert math.isnan(report[OBJECTIVE.name])
 
 
 def test_space_function_pickles(sweep: SweepConfig) -> None:
@@ -198,9 +200,9 @@ def test_describe_space(sweep: SweepConfig) -> None:
 
 
 def _report(epoch: int, best: float, finished: bool = False) -> dict:
-    from hamtune.trainable import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC
+    from hamtune.keys import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC
 
-    return {OBJECTIVE: best, SEARCH_METRIC: best, "training_iteration": epoch, "epoch": epoch, FINISHED_KEY: finished}
+    return {OBJECTIVE.name: best, SEARCH_METRIC: best, "training_iteration": epoch, "epoch": epoch, FINISHED_KEY: finished}
 
 
 @pytest.mark.parametrize(("result", "pruned"), [
@@ -211,7 +213,7 @@ def _report(epoch: int, best: float, finished: bool = False) -> dict:
     (None, False),
 ])
 def test_is_pruned_tells_a_scheduler_stop_from_a_trial_that_ended_itself(result: dict | None, pruned: bool) -> None:
-    from hamtune.searcher import is_pruned
+    from hamtune.search.searcher import is_pruned
 
     assert is_pruned(result, max_epochs=20) is pruned
 
@@ -220,7 +222,7 @@ def test_a_trial_stopped_by_the_scheduler_reaches_optuna_as_pruned_with_its_epoc
     """Tune gives the searcher every report but the one that made ASHA stop the trial; the
     searcher adds that one and tells Optuna PRUNED, so TPE never takes a 2-epoch score for a
     finished 20-epoch run."""
-    from hamtune.searcher import make_searcher
+    from hamtune.search.searcher import make_searcher
 
     searcher = make_searcher(sweep, optuna.storages.InMemoryStorage())
     searcher.suggest("t1")

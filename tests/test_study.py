@@ -8,8 +8,8 @@ import pytest
 
 from hamtune.config import parse_sweep
 from hamtune.errors import ConfigError
-from hamtune.experiment import experiment_for
-from hamtune.study import JOURNAL_FILE, LOCAL_STUDIES, StudyLocation, kept_study, open_storage, study_location
+from hamtune.store.experiment import experiment_for
+from hamtune.search.storage import JOURNAL_FILE, LOCAL_STUDIES, StudyLocation, kept_study, open_storage, study_location
 
 
 def test_by_default_the_study_is_a_journal_file_in_the_experiment(tmp_path: Path) -> None:

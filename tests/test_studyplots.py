@@ -8,10 +8,10 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from hamtune.analysis import analyze
-from hamtune.study import JOURNAL_FILE, StudyLocation
-from hamtune.studyplots import PLOTS, interactive, study_view, write_pngs
-from hamtune.warmstart import WARM_START_ATTR
+from hamtune.results.analysis import analyze
+from hamtune.search.storage import JOURNAL_FILE, StudyLocation
+from hamtune.results.studyplots import PLOTS, interactive, study_view, write_pngs
+from hamtune.search.warmstart import WARM_START_ATTR
 from tests.handmade import epoch_rows, trial_row, write_results
 from tests.test_plots import assert_png, two_model_sweep
 

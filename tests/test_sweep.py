@@ -272,7 +272,7 @@ def test_a_second_sweep_warm_starts_from_the_finished_one(smoke: dict) -> None:
     import yaml
 
     from hamtune.config import parse_sweep
-    from hamtune.warmstart import warm_start
+    from hamtune.search.warmstart import warm_start
 
     settings = yaml.safe_load(smoke["file"].read_text())
     settings["name"] = "again"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hamtune.cluster import SHARED_STORAGE_ENV, check_address, check_cluster_paths
+from hamtune.sweep.cluster import SHARED_STORAGE_ENV, check_address, check_cluster_paths
 from hamtune.config import parse_sweep
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.experiment import experiment_for
+from hamtune.store.experiment import experiment_for
 
 
 def _sweep(storage: str, data_dir: str | None = None):
@@ -59,7 +59,7 @@ def test_object_storage_or_a_declared_shared_mount_is_accepted(tmp_path: Path, m
 def test_a_local_data_dir_on_several_machines_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="hamtune.sweep"):
+    with caplog.at_level(logging.WARNING, logger="hamtune.sweep.cluster"):
         _check(_sweep("s3://bucket/runs", str(tmp_path)), {"10.0.0.1", "10.0.0.2"}, [])
         _check(_sweep("s3://bucket/runs", "s3://bucket/ham10000"), {"10.0.0.1", "10.0.0.2"}, [])
     (record,) = caplog.records

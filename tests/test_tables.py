@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from hamtune import tables
+from hamtune.store import tables
 from hamtune.errors import ExperimentError
 from hamtune.labels import CLASSES
-from hamtune.tables import (
+from hamtune.store.tables import (
     EPOCHS_SCHEMA,
     METRIC_COLUMNS,
     TRIALS_SCHEMA,

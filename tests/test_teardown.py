@@ -9,7 +9,7 @@ import pytest
 
 FINALIZER_RAISES = """
 import gc, weakref
-from hamtune.sweep import ignore_exit_at_teardown
+from hamtune.sweep.tune import ignore_exit_at_teardown
 import sys
 sys.unraisablehook = ignore_exit_at_teardown
 class Thing: pass

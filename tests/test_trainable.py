@@ -12,7 +12,9 @@ import pytest
 
 from hamtune.cli import main
 from hamtune.data.synth import write_synthetic
-from hamtune.trainable import TrialState, compile_model, phase_of, trial_seed
+from hamtune.training.checkpoint import TrialState
+from hamtune.training.phases import phase_of
+from hamtune.training.trial import compile_model, trial_seed
 
 
 @pytest.mark.parametrize(("epoch", "warmup", "depth", "phase"), [
@@ -65,7 +67,7 @@ def test_predictor_matches_predict_and_is_traced_once_across_recompiles() -> Non
     import numpy as np
     import tensorflow as tf
 
-    from hamtune.trainable import make_predictor
+    from hamtune.training.inference import make_predictor
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3), dtype="uint8")
@@ -91,8 +93,9 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
     import numpy as np
 
     from hamtune.errors import HamtuneError
-    from hamtune.models import build_model, freeze_backbone, unfreeze
-    from hamtune.trainable import WEIGHTS_FILE, _restore, _save_checkpoint, compile_model
+    from hamtune.training.models import build_model, freeze_backbone, unfreeze
+    from hamtune.training.checkpoint import WEIGHTS_FILE, restore, save_checkpoint
+    from hamtune.training.trial import compile_model
 
     def built(seed: int = 7) -> keras.Model:
         keras.utils.set_random_seed(seed)
@@ -105,18 +108,18 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
     trained = built()
     for variable in trained.trainable_variables:
         variable.assign(variable + 1.0)
-    _save_checkpoint(tmp_path, trained, TrialState(epoch=3), phase=2)
+    save_checkpoint(tmp_path, trained, TrialState(epoch=3), phase=2)
     stored = np.load(tmp_path / WEIGHTS_FILE)
     assert 0 < len(stored.files) - 1 < len(trained.variables) // 2
 
     restored = built()
-    _restore(tmp_path, restored, optimizer=False)
+    restore(tmp_path, restored, optimizer=False)
     for mine, theirs in zip(trained.variables, restored.variables, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
     with pytest.raises(HamtuneError, match=r"does not fit this model: it has \d+ variables, this one \d+; "
                                            r"only in the checkpoint: conv1_conv/kernel, .* and \d+ more; only here: convnext_small_stem/"):
-        _restore(tmp_path, build_model("convnext_small", 32, 0.2), optimizer=False)
+        restore(tmp_path, build_model("convnext_small", 32, 0.2), optimizer=False)
 
 
 def test_a_from_scratch_checkpoint_carries_batchnorm_statistics(tmp_path: Path) -> None:
@@ -125,8 +128,10 @@ def test_a_from_scratch_checkpoint_carries_batchnorm_statistics(tmp_path: Path) 
     import keras
     import numpy as np
 
-    from hamtune.models import build_model
-    from hamtune.trainable import PHASE_SCRATCH, _restore, _save_checkpoint, compile_model
+    from hamtune.training.models import build_model
+    from hamtune.training.checkpoint import restore, save_checkpoint
+    from hamtune.training.phases import PHASE_SCRATCH
+    from hamtune.training.trial import compile_model
 
     def built() -> keras.Model:
         keras.utils.set_random_seed(7)
@@ -140,9 +145,9 @@ def test_a_from_scratch_checkpoint_carries_batchnorm_statistics(tmp_path: Path) 
     for variable in trained.variables:
         if variable.dtype.startswith("float"):
             variable.assign(variable + 0.5)
-    _save_checkpoint(tmp_path, trained, TrialState(epoch=2), phase=PHASE_SCRATCH)
+    save_checkpoint(tmp_path, trained, TrialState(epoch=2), phase=PHASE_SCRATCH)
     restored = built()
-    _restore(tmp_path, restored, optimizer=False)
+    restore(tmp_path, restored, optimizer=False)
     for mine, theirs in zip(trained.variables, restored.variables, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
 
@@ -177,8 +182,8 @@ def test_checkpoint_keys_are_paths_without_kerass_per_process_numbers() -> None:
     `adam_1` where a fresh process has `seed_generator` and `adam`: the keys must not change."""
     import keras
 
-    from hamtune.models import build_model
-    from hamtune.trainable import checkpoint_keys
+    from hamtune.training.models import build_model
+    from hamtune.training.checkpoint import checkpoint_keys
 
     keys = []
     for _ in range(2):  # no clear_session: Keras's name counters keep counting
@@ -204,10 +209,11 @@ def test_restore_goes_by_name_and_refuses_a_checkpoint_of_other_variables(tmp_pa
     silently: same count and shapes) is refused, naming the variables on each side, and nothing
     is assigned."""
     from hamtune.errors import HamtuneError
-    from hamtune.trainable import OPTIMIZER_FILE, PHASE_SCRATCH, WEIGHTS_FILE, _assign, _restore, _save_checkpoint
+    from hamtune.training.checkpoint import OPTIMIZER_FILE, WEIGHTS_FILE, _assign, restore, save_checkpoint
+    from hamtune.training.phases import PHASE_SCRATCH
 
     trained = _dense_pair()
-    _save_checkpoint(tmp_path, trained, TrialState(epoch=1), phase=PHASE_SCRATCH)
+    save_checkpoint(tmp_path, trained, TrialState(epoch=1), phase=PHASE_SCRATCH)
     restored = _dense_pair()
     _assign(tmp_path / WEIGHTS_FILE, list(reversed(restored.variables)), "model")
     _assign(tmp_path / OPTIMIZER_FILE, list(reversed(restored.optimizer.variables)), "optimizer")
@@ -221,7 +227,7 @@ def test_restore_goes_by_name_and_refuses_a_checkpoint_of_other_variables(tmp_pa
             r"weights\.npz does not fit this model: it has 4 variables, this one 4; only in the checkpoint: "
             r"out/kernel, out/bias; only here: logits/kernel, logits/bias\. It was written by another "
             r"configuration or Keras version")):
-        _restore(tmp_path, renamed, optimizer=False)
+        restore(tmp_path, renamed, optimizer=False)
     for value, variable in zip(before, renamed.variables, strict=True):
         np.testing.assert_array_equal(value, variable.numpy())
 
@@ -252,17 +258,18 @@ def test_a_mixed_precision_trial_restarts_from_its_checkpoint_with_the_loss_scal
 
     import keras
 
-    import hamtune.trainable as trainable
+    import hamtune.training.checkpoint as checkpoint
+    import hamtune.training.trial as trial
     from hamtune.config import parse_sweep
     from hamtune.data.prepared import prepare_data
-    from hamtune.device import configure
+    from hamtune.training.device import configure
 
     def like_a_gpu(*args: Any) -> bool:
         used = configure(*args)
         keras.mixed_precision.set_global_policy("mixed_float16")
         return used
 
-    monkeypatch.setattr(trainable, "configure", like_a_gpu)
+    monkeypatch.setattr(trial, "configure", like_a_gpu)
     sweep = parse_sweep({
         "name": "mixed", "data": {"dir": str(write_synthetic(tmp_path / "data", images=140, seed=3)), "image_size": 32,
                                   "cache_dir": str(hamtune_cache), "val_fraction": 0.3, "test_fraction": 0.3},
@@ -287,26 +294,26 @@ def test_a_mixed_precision_trial_restarts_from_its_checkpoint_with_the_loss_scal
 
     try:
         whole, restarted = Keeping("whole"), Keeping("restarted")
-        trainable.run_trial(params, sweep.training, data, whole, seed=11)
+        trial.run_trial(params, sweep.training, data, whole, seed=11)
         keras.backend.clear_session()
-        trainable.run_trial(params, sweep.training, data, restarted, checkpoint_dir=tmp_path / "whole" / "1", seed=11)
+        trial.run_trial(params, sweep.training, data, restarted, checkpoint_dir=tmp_path / "whole" / "1", seed=11)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
     def saved(run: str, epoch: int, file: str) -> dict[str, np.ndarray]:
         with np.load(tmp_path / run / str(epoch) / file) as arrays:
-            return {key: arrays[key] for key in arrays.files if key != trainable.ALL_KEYS}
+            return {key: arrays[key] for key in arrays.files if key != checkpoint.ALL_KEYS}
 
     scale = ("loss_scale_optimizer/dynamic_scale", "loss_scale_optimizer/step_counter")
-    first = saved("whole", 1, trainable.OPTIMIZER_FILE)
+    first = saved("whole", 1, checkpoint.OPTIMIZER_FILE)
     assert float(first[scale[0]]) < 2 ** 15, "no float16 overflow: the loss scale never moved"
     for key in scale:
-        assert saved("whole", 2, trainable.OPTIMIZER_FILE)[key] == saved("restarted", 2, trainable.OPTIMIZER_FILE)[key]
+        assert saved("whole", 2, checkpoint.OPTIMIZER_FILE)[key] == saved("restarted", 2, checkpoint.OPTIMIZER_FILE)[key]
     assert [row["epoch"] for row in restarted.rows] == [2]
     for mine, theirs in zip(whole.rows[1:], restarted.rows, strict=True):
         assert mine["val_macro_f1"] == theirs["val_macro_f1"]
         assert theirs["val_loss"] == pytest.approx(mine["val_loss"], abs=1e-5)
-    last_whole, last_restarted = saved("whole", 2, trainable.WEIGHTS_FILE), saved("restarted", 2, trainable.WEIGHTS_FILE)
+    last_whole, last_restarted = saved("whole", 2, checkpoint.WEIGHTS_FILE), saved("restarted", 2, checkpoint.WEIGHTS_FILE)
     assert last_whole.keys() == last_restarted.keys()
     for key, value in last_whole.items():
         np.testing.assert_allclose(last_restarted[key], value, atol=1e-5, err_msg=key)

@@ -11,8 +11,8 @@ import pytest
 
 from hamtune.config import parse_sweep
 from hamtune.errors import ConfigError
-from hamtune.searcher import make_searcher
-from hamtune.warmstart import WARM_START_ATTR, seed_study, warm_start
+from hamtune.search.searcher import make_searcher
+from hamtune.search.warmstart import WARM_START_ATTR, seed_study, warm_start
 from tests.handmade import trial_row, write_results
 
 FINGERPRINT = "f" * 16

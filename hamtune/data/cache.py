@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hamtune import __version__
+from hamtune.version import __version__
 from hamtune.data.index import DatasetIndex
 from hamtune.errors import ConfigError, DataError
 from hamtune.locking import node_lock

@@ -27,7 +27,7 @@ from hamtune.data.remote import fetch_dataset, is_uri
 from hamtune.data.split import split_dataset
 from hamtune.data.synth import ensure_synthetic
 from hamtune.errors import DataError
-from hamtune.experiment import Experiment
+from hamtune.store.experiment import Experiment
 
 logger = logging.getLogger(__name__)
 

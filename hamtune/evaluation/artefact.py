@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from hamtune.config import SweepConfig
     from hamtune.data.prepared import PreparedData
-    from hamtune.evaluation.final import Evaluation, Variant
+    from hamtune.evaluation.types import Evaluation, Variant
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ DECISION_RULE = (f"{MELANOMA} when p({MELANOMA}) >= thresholds.{MELANOMA}, other
 
 def _member(model_file: bytes, name: str, tta: bool) -> keras.Model:
     from hamtune.evaluation.tta import with_tta
-    from hamtune.models import load_model
+    from hamtune.training.models import load_model
 
     with tempfile.TemporaryDirectory(prefix="hamtune-member-") as tmp:
         (Path(tmp) / MODEL_FILE).write_bytes(model_file)
@@ -71,7 +71,7 @@ def final_model(members: Sequence[tuple[bytes, float]], tta: bool) -> keras.Mode
 def _predict_test(model: keras.Model, sweep: SweepConfig, data: PreparedData) -> np.ndarray:
     from hamtune.data.cache import open_cache
     from hamtune.data.pipeline import make_dataset
-    from hamtune.trainable import make_predictor
+    from hamtune.training.inference import make_predictor
 
     images = open_cache(data.index, data.image_size, data.cache_dir).images
     test = data.positions("test")
@@ -102,16 +102,16 @@ def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, membe
                 data: PreparedData) -> Evaluation:
     """Assemble the final model from its (refit, temperature) members, check that it reproduces the
     evaluation's final probabilities on test, then write the directory."""
-    from hamtune import plots
+    from hamtune.results import plots
     from hamtune.config import to_dict
-    from hamtune.device import configure_tensorflow
+    from hamtune.training.device import configure_tensorflow
     from hamtune.evaluation.card import final_card
     from hamtune.evaluation.figures import reliability_diagram
-    from hamtune.evaluation.final import Evaluation
+    from hamtune.evaluation.types import Evaluation
     from hamtune.evaluation.refit import data_provenance, predictions_table
     from hamtune.evaluation.thresholds import decide
     from hamtune.metrics import compute_metrics
-    from hamtune.sweep import versions
+    from hamtune.sweep.run import versions
 
     configure_tensorflow(1, None, mixed_precision=False)  # inference files: float32 whatever the trials used
     model = final_model([(fit.model_file, temperature) for fit, temperature in members], report["tta"])

@@ -11,7 +11,7 @@ import pandas as pd
 from hamtune.evaluation.crossval import CrossValidation
 from hamtune.evaluation.scoring import VARIANT_SCORES
 from hamtune.labels import CLASSES, MELANOMA
-from hamtune.report import markdown_table
+from hamtune.results.report import markdown_table
 
 CARD_METRICS = ("macro_f1", "balanced_accuracy", "mel_recall", "accuracy", "weighted_f1", "auc_macro", "loss")
 

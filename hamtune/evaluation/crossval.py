@@ -17,7 +17,8 @@ import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from hamtune.evaluation.fitting import Fit, FitJob
-from hamtune.evaluation.selection import SELECTION_METRIC, trial_params
+from hamtune.evaluation.selection import trial_params
+from hamtune.keys import OBJECTIVE
 
 CV_SCORES = ("macro_f1", "balanced_accuracy")
 
@@ -43,13 +44,13 @@ class CrossValidation(NamedTuple):
 
 def candidates(top: pd.DataFrame, search_seed: int, epochs: int | None = None) -> list[Candidate]:
     """The top trials as configurations to retrain: parameters, epoch count and seed as the trial had."""
-    from hamtune.trainable import trial_seed
+    from hamtune.training.trial import trial_seed
 
     result = []
     for _, trial in top.iterrows():
         params = trial_params(trial)
         result.append(Candidate(str(trial["trial_id"]), params, int(trial["best_epoch"]) if epochs is None else epochs,
-                                trial_seed(search_seed, params), int(trial["rank"]), float(trial[SELECTION_METRIC])))
+                                trial_seed(search_seed, params), int(trial["rank"]), float(trial[OBJECTIVE.name])))
     return result
 
 
@@ -93,7 +94,7 @@ def collect(configs: Sequence[Candidate], held_out: Sequence[np.ndarray], fits: 
     summary = pd.DataFrame({
         "config": [k + 1 for k in range(len(configs))],
         "trial_id": [c.trial_id for c in configs], "model": [c.params["model"] for c in configs],
-        "sweep_rank": [c.sweep_rank for c in configs], SELECTION_METRIC: [c.val_macro_f1 for c in configs],
+        "sweep_rank": [c.sweep_rank for c in configs], OBJECTIVE.name: [c.val_macro_f1 for c in configs],
         "epochs": [c.epochs for c in configs],
         **{f"cv_{name}_{stat}": stats[(name, stat)].to_numpy() for name in CV_SCORES for stat in ("mean", "std")},
         "cv_macro_f1_min": folds.groupby("config")["macro_f1"].min().to_numpy(),

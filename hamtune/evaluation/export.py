@@ -41,19 +41,19 @@ class ExportResult(NamedTuple):
 
 def export(location: str, out: str, rank: int | None = None, trial_id: str | None = None) -> ExportResult:
     """Write the chosen trial's best-epoch model to `out` (a new or empty directory)."""
-    from hamtune.analysis import load_results
+    from hamtune.results.analysis import load_results
     from hamtune.config import parse_sweep, to_dict
-    from hamtune.device import configure_tensorflow
+    from hamtune.training.device import configure_tensorflow
     from hamtune.evaluation.selection import (
-        SELECTION_METRIC, choose_trial, new_or_empty_dir, open_experiment, trial_params,
+        choose_trial, new_or_empty_dir, open_experiment, trial_params,
     )
-    from hamtune.experiment import CONFIG_FILE
+    from hamtune.store.experiment import CONFIG_FILE
     from hamtune.labels import CLASSES
-    from hamtune.tables import METRIC_COLUMNS
-    from hamtune.trainable import trial_model, trial_seed
+    from hamtune.store.tables import METRIC_COLUMNS
+    from hamtune.training.trial import trial_model, trial_seed
 
     experiment = open_experiment(location)
-    trial = choose_trial(load_results([experiment.uri], SELECTION_METRIC).trials, rank, trial_id)
+    trial = choose_trial(load_results([experiment.uri]).trials, rank, trial_id)
     if pd.isna(trial["checkpoint"]):
         raise ExperimentError(f"trial {trial['trial_id']} has no checkpoint to export (status {trial['status']})")
     target = new_or_empty_dir(out)
@@ -88,7 +88,7 @@ def _load_checkpoint(location: str, model: Any) -> None:
     """Load a trial checkpoint's model variables (a local path or a storage URI) into `model`."""
     from ray.tune import Checkpoint
 
-    from hamtune.trainable import restore_weights
+    from hamtune.training.checkpoint import restore_weights
 
     try:
         with Checkpoint(location).as_directory() as directory:

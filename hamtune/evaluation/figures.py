@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hamtune.evaluation.calibration import expected_calibration_error, reliability
-from hamtune.plots import _figure
+from hamtune.results.plots import _figure
 
 
 def reliability_diagram(y_true: np.ndarray, probas: dict[str, np.ndarray]) -> Figure:

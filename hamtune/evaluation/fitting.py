@@ -1,7 +1,7 @@
 """Training runs outside a sweep: fit a configuration on some images, predict others.
 
 Refits, cross-validation folds and the final ensemble all train with the trial's own code
-(`hamtune.trainable.train_epochs`), so what they measure is the model the sweep chose. A batch
+(`hamtune.training.trial.train_epochs`), so what they measure is the model the sweep chose. A batch
 of runs goes one after the other in this process, or, with a Ray address, as concurrent Ray
 tasks with a trial's resources each (the files are still written here, by the driver).
 """
@@ -57,7 +57,8 @@ def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, us
     """Train `job` in this process on its devices, with `cpus` threads."""
     from hamtune.data.pipeline import make_dataset
     from hamtune.evaluation.tta import with_tta
-    from hamtune.trainable import build_trial_model, make_predictor, train_epochs
+    from hamtune.training.inference import make_predictor
+    from hamtune.training.trial import build_trial_model, train_epochs
 
     model, images = build_trial_model(job.params, sweep.training, data, cpus, use_gpu=use_gpu, seed=job.seed)
     logger.info("%s: training %s on %d images for %d epoch(s)", job.name, job.params["model"], len(job.fit),
@@ -107,7 +108,7 @@ def run_fits(jobs: Sequence[FitJob], sweep: SweepConfig, data: PreparedData, cpu
         return fits
     import ray
 
-    from hamtune.cluster import init_ray
+    from hamtune.sweep.cluster import init_ray
 
     init_ray(None if address == "local" else address)
     try:

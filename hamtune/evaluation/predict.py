@@ -61,8 +61,8 @@ def load_images(paths: Sequence[str | Path], image_size: int) -> np.ndarray:
 def predict(model_dir: str | Path, paths: Sequence[str | Path]) -> pd.DataFrame:
     """One row per image: the decision (melanoma threshold), the argmax class and every probability."""
     from hamtune.evaluation.thresholds import decide
-    from hamtune.models import load_model
-    from hamtune.trainable import make_predictor
+    from hamtune.training.models import load_model
+    from hamtune.training.inference import make_predictor
 
     contract = read_contract(model_dir)
     images = load_images(paths, contract["input"]["height"])

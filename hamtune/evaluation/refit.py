@@ -4,7 +4,7 @@ The sweep chose the configuration and its epoch count on the validation split; t
 was never seen by any trial. Refitting on train+val for the trial's best epoch count (the usual
 recipe: more data, the same schedule) and scoring test exactly once gives a number that was not
 used for any choice. `hamtune evaluate` goes further: cross-validation of several
-configurations, TTA, calibration, ensembles and an operating point (`hamtune.evaluation.final`).
+configurations, TTA, calibration, ensembles and an operating point (`hamtune.evaluation.evaluate`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from hamtune.analysis import load_results
+from hamtune.results.analysis import load_results
 from hamtune.errors import ConfigError, DataError, ExperimentError
 from hamtune.evaluation.fitting import check_cpus, MODEL_FILE, FitJob, run_fits
 from hamtune.evaluation.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, INTERVAL_SCORES, METHOD, score_interval
 from hamtune.evaluation.selection import (
-    SELECTION_METRIC, choose_trial, new_or_empty_dir, open_experiment, trial_params,
+    choose_trial, new_or_empty_dir, open_experiment, trial_params,
 )
-from hamtune.experiment import CONFIG_FILE, Experiment
+from hamtune.store.experiment import CONFIG_FILE, Experiment
 from hamtune.labels import CLASSES
 from hamtune.metrics import compute_metrics
+from hamtune.keys import OBJECTIVE
 
 if TYPE_CHECKING:
     from hamtune.config import SweepConfig
@@ -92,15 +93,15 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     host:port, or "local" for a private instance) it runs as one Ray task with the resources a
     trial of that model had; the files are written here, by the driver.
     """
-    from hamtune.cluster import check_address
+    from hamtune.sweep.cluster import check_address
     from hamtune.config import to_dict
-    from hamtune.sweep import versions
-    from hamtune.trainable import trial_seed
+    from hamtune.sweep.run import versions
+    from hamtune.training.trial import trial_seed
 
     check_cpus(cpus)
     check_address(address)
     experiment = open_experiment(location)
-    results = load_results([experiment.uri], SELECTION_METRIC)
+    results = load_results([experiment.uri])
     trial = choose_trial(results.trials, rank, trial_id)
     count = int(trial["best_epoch"]) if epochs is None and pd.notna(trial["best_epoch"]) else epochs
     if count is None or count < 1:
@@ -122,7 +123,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
         "epochs_from": "the trial's best epoch" if epochs is None else "--epochs",
         "seed": seed, "train_seconds": fit.seconds, "test_images": len(test), "train_images": len(fit_pos),
         **score_test_split(y_test, fit.proba, test["lesion_id"].to_numpy(), seed),
-        "validation": {key: float(trial[key]) for key in (SELECTION_METRIC, *VALIDATION_SHOWN)},
+        "validation": {key: float(trial[key]) for key in (OBJECTIVE.name, *VALIDATION_SHOWN)},
         "data": data_provenance(sweep, data),
         "config": to_dict(sweep), "versions": versions(),
         "sweep_versions": json.loads(meta.get("versions", "{}")),
@@ -153,7 +154,7 @@ def predictions_table(test: pd.DataFrame, y_test: np.ndarray, proba: np.ndarray,
 
 def _write(target: Path, model_file: bytes, test: pd.DataFrame, y_test: np.ndarray, proba: np.ndarray,
            report: dict[str, Any]) -> None:
-    from hamtune import plots
+    from hamtune.results import plots
     from hamtune.evaluation.card import refit_card
 
     (target / MODEL_FILE).write_bytes(model_file)
@@ -181,7 +182,7 @@ def summary(result: RefitResult) -> str:
           f"({ci['confidence']:.0%} CI {ci[name]['low']:.4f} to {ci[name]['high']:.4f})"
           for name in INTERVAL_SCORES),
         f"  test melanoma recall {test['mel_recall']:.4f}, accuracy {test['accuracy']:.4f}",
-        f"  (validation macro F1 of the trial: {report['validation'][SELECTION_METRIC]:.4f})",
+        f"  (validation macro F1 of the trial: {report['validation'][OBJECTIVE.name]:.4f})",
         f"wrote {result.out}/: {', '.join(OUTPUT_FILES)}",
     ]
     return "\n".join(lines)

@@ -7,11 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from hamtune.analysis import rank_trials
+from hamtune.results.analysis import rank_trials
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.experiment import Experiment, experiment_for
+from hamtune.store.experiment import Experiment, experiment_for
+from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
 
-SELECTION_METRIC = "val_macro_f1"  # what the sweep optimised: the ranking `--rank` and `--top` refer to
 
 
 def open_experiment(location: str) -> Experiment:
@@ -29,7 +29,7 @@ def open_experiment(location: str) -> Experiment:
 
 def choose_trial(trials: pd.DataFrame, rank: int | None = None, trial_id: str | None = None) -> pd.Series:
     """The trial to refit: `trial_id` (or its directory name) if given, else the one at `rank` (default 1)."""
-    ranked, _ = rank_trials(trials, SELECTION_METRIC)
+    ranked, _ = rank_trials(trials, OBJECTIVE.name)
     if trial_id is not None:
         trial_id = trial_id.removeprefix("trial_")
         match = ranked[ranked["trial_id"] == trial_id]
@@ -37,7 +37,7 @@ def choose_trial(trials: pd.DataFrame, rank: int | None = None, trial_id: str | 
             known = ", ".join(ranked["trial_id"].astype(str).head(10))
             raise ExperimentError(f"--trial {trial_id!r} is not in this experiment (trials: {known})")
         if pd.isna(match.iloc[0]["rank"]):
-            raise ExperimentError(f"--trial {trial_id!r} has no {SELECTION_METRIC} (status "
+            raise ExperimentError(f"--trial {trial_id!r} has no {OBJECTIVE.name} (status "
                                   f"{match.iloc[0]['status']}): nothing says how long to train it")
         return match.iloc[0]
     count = int(ranked["rank"].count())
@@ -55,20 +55,18 @@ def check_top(top: int) -> None:
 def top_trials(trials: pd.DataFrame, top: int) -> pd.DataFrame:
     """The `top` best-ranked trials that have a best epoch, best first; refuses when there are fewer."""
     check_top(top)
-    ranked, _ = rank_trials(trials, SELECTION_METRIC)
+    ranked, _ = rank_trials(trials, OBJECTIVE.name)
     usable = ranked[ranked["rank"].notna() & ranked["best_epoch"].notna()]
     if len(usable) < top:
-        raise ExperimentError(f"--top {top} needs {top} finished trials with a {SELECTION_METRIC}, but this "
+        raise ExperimentError(f"--top {top} needs {top} finished trials with a {OBJECTIVE.name}, but this "
                               f"experiment has {len(usable)}: use --top {len(usable)} or fewer" if len(usable)
-                              else f"this experiment has no finished trial with a {SELECTION_METRIC}")
+                              else f"this experiment has no finished trial with a {OBJECTIVE.name}")
     return usable.head(top).reset_index(drop=True)
 
 
 def trial_params(trial: pd.Series) -> dict[str, Any]:
-    """A trial row's hyperparameters as plain Python values (the trainable's `PARAMS`)."""
-    from hamtune.trainable import PARAMS
-
-    return {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in PARAMS}
+    """A trial row's hyperparameters as plain Python values (`HYPERPARAMETERS`)."""
+    return {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in HYPERPARAMETERS}
 
 
 def new_or_empty_dir(out: str) -> Path:

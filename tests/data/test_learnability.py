@@ -17,7 +17,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from hamtune.data.split import split_dataset
 from hamtune.data.synth import write_synthetic
-from hamtune.data.weights import class_weights, sample_weights
+from hamtune.data.class_weights import class_weights, sample_weights
 from hamtune.labels import CLASSES, LABEL_OF, NUM_CLASSES
 
 RARE = [LABEL_OF[dx] for dx in ("akiec", "df", "vasc")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hamtune.data.weights import class_weights, sample_weights
+from hamtune.data.class_weights import class_weights, sample_weights
 from hamtune.errors import ConfigError, DataError
 
 # 6 images over 3 of 4 classes: counts 3, 1, 2, 0.
