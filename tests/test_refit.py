@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from hamtune.errors import ConfigError, DataError, ExperimentError
-from hamtune.store.experiment import Experiment
+from hamtune.store.experiment import ExperimentDir
 from hamtune.metrics import compute_metrics
 from hamtune.evaluation.intervals import INTERVAL_SCORES, lesion_bootstrap, score_interval
 from hamtune.evaluation.refit import (
@@ -150,7 +150,7 @@ def test_a_non_empty_output_directory_is_never_overwritten(handmade_experiment: 
 
 def test_a_remote_experiment_needs_an_explicit_output_directory() -> None:
     with pytest.raises(ExperimentError, match="is remote: pass --out DIR"):
-        _out_dir(Experiment("s3://bucket/runs", "sweep"), "abc", None)
+        _out_dir(ExperimentDir("s3://bucket/runs", "sweep"), "abc", None)
 
 
 # --- one real refit ------------------------------------------------------------------------------------

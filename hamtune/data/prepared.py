@@ -27,7 +27,7 @@ from hamtune.data.remote import fetch_dataset, is_uri
 from hamtune.data.split import split_dataset
 from hamtune.data.synth import ensure_synthetic
 from hamtune.errors import DataError
-from hamtune.store.experiment import Experiment
+from hamtune.store.experiment import ExperimentDir
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def prepare_data(data: DataConfig) -> PreparedData:
     return PreparedData(index=index, split=split, cache_dir=cache_dir, config=data)
 
 
-def prepare_saved(data: DataConfig, experiment: Experiment, needs: str) -> PreparedData:
+def prepare_saved(data: DataConfig, experiment: ExperimentDir, needs: str) -> PreparedData:
     """The dataset with the split an experiment saved, refused if the data changed since.
 
     Resume and refit must see the data the sweep selected on; `needs` ends the message

@@ -24,7 +24,7 @@ from hamtune.evaluation.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, INTERV
 from hamtune.evaluation.selection import (
     choose_trial, new_or_empty_dir, open_experiment, trial_params,
 )
-from hamtune.store.experiment import CONFIG_FILE, Experiment
+from hamtune.store.experiment import CONFIG_FILE, ExperimentDir
 from hamtune.labels import CLASSES
 from hamtune.metrics import compute_metrics
 from hamtune.keys import OBJECTIVE
@@ -48,7 +48,7 @@ class RefitResult(NamedTuple):
     report: dict[str, Any]  # the content of test_metrics.json
 
 
-def _out_dir(experiment: Experiment, trial_id: str, out: str | None) -> Path:
+def _out_dir(experiment: ExperimentDir, trial_id: str, out: str | None) -> Path:
     if out is None:
         if experiment.is_remote:
             raise ExperimentError(f"{experiment.uri} is remote: pass --out DIR for the refit's files")
@@ -72,7 +72,7 @@ def score_test_split(y_true: np.ndarray, proba: np.ndarray, lesions: np.ndarray,
     }
 
 
-def saved_sweep(experiment: Experiment, needs: str) -> tuple[SweepConfig, PreparedData]:
+def saved_sweep(experiment: ExperimentDir, needs: str) -> tuple[SweepConfig, PreparedData]:
     """The experiment's sweep config and its data, refused if the data changed or has no test split."""
     from hamtune.config import parse_sweep
     from hamtune.data.prepared import prepare_saved

@@ -9,12 +9,12 @@ import pandas as pd
 
 from hamtune.results.analysis import rank_trials
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.store.experiment import Experiment, experiment_for
+from hamtune.store.experiment import ExperimentDir, experiment_for
 from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
 
 
 
-def open_experiment(location: str) -> Experiment:
+def open_experiment(location: str) -> ExperimentDir:
     """The hamtune experiment at `location` (a directory or URI); refuses anything else."""
     if "://" in location and not location.startswith("file://"):
         parent, _, name = location.rstrip("/").rpartition("/")

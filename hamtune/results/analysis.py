@@ -110,7 +110,7 @@ def _sweep_name(metadata: dict[str, str], trials_location: str) -> str:
 
 
 def _source(metadata: dict[str, str], trials_at: str) -> Source:
-    from hamtune.store.experiment import Experiment
+    from hamtune.store.experiment import ExperimentDir
 
     try:
         config = dict(json.loads(metadata["config"]))
@@ -118,7 +118,7 @@ def _source(metadata: dict[str, str], trials_at: str) -> Source:
         config = {}
     directory = trials_at.rsplit("/", 1)[0] if "://" in trials_at else str(Path(trials_at).resolve().parent)
     storage, _, name = directory.rpartition("/")
-    return Source(trials_at, kept_study(Experiment(storage, name), config), config.get("space"))
+    return Source(trials_at, kept_study(ExperimentDir(storage, name), config), config.get("space"))
 
 
 def _version_note(metadata: dict[str, str], source: str) -> list[str]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
     from hamtune.config import SweepConfig
-    from hamtune.store.experiment import Experiment
+    from hamtune.store.experiment import ExperimentDir
 
 JOURNAL_FILE = "optuna.journal"
 LOCAL_STUDIES = Path("~/.cache/hamtune/studies")
@@ -58,7 +58,7 @@ class StudyLocation:
         return f"optuna-dashboard --host 127.0.0.1 {self.storage}"
 
 
-def study_location(sweep: SweepConfig, experiment: Experiment) -> StudyLocation:
+def study_location(sweep: SweepConfig, experiment: ExperimentDir) -> StudyLocation:
     """`search.storage` if set, else a journal file in the experiment directory.
 
     A journal is a local (or NFS) file: for an experiment on object storage (s3://, gs://) the
@@ -67,7 +67,7 @@ def study_location(sweep: SweepConfig, experiment: Experiment) -> StudyLocation:
     return _location(sweep.search.storage, sweep.name, experiment)
 
 
-def _location(storage: str | None, name: str, experiment: Experiment) -> StudyLocation:
+def _location(storage: str | None, name: str, experiment: ExperimentDir) -> StudyLocation:
     if storage:
         return StudyLocation(storage, name)
     if experiment.is_remote:
@@ -77,7 +77,7 @@ def _location(storage: str | None, name: str, experiment: Experiment) -> StudyLo
     return StudyLocation(str(directory / JOURNAL_FILE), name)
 
 
-def kept_study(experiment: Experiment, config: Mapping[str, Any]) -> StudyLocation | None:
+def kept_study(experiment: ExperimentDir, config: Mapping[str, Any]) -> StudyLocation | None:
     """Where a sweep with this saved config kept its study, by the rule above; None when it kept none
     (an experiment older than persistent studies has no journal file). A database is not opened here.
     """

@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"
 
 
 @dataclass(frozen=True)
-class Experiment:
+class ExperimentDir:
     """An experiment location: `storage/name`, as a local absolute path or a URI."""
 
     storage: str
@@ -89,10 +89,10 @@ class Experiment:
         return pd.read_csv(io.StringIO(self.read_text(SPLIT_FILE)), dtype=str)
 
 
-def experiment_for(storage: str, name: str) -> Experiment:
-    """Resolve a storage setting (path, `~` path or URI) and a sweep name to an `Experiment`."""
+def experiment_for(storage: str, name: str) -> ExperimentDir:
+    """Resolve a storage setting (path, `~` path or URI) and a sweep name to an `ExperimentDir`."""
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
     elif storage.startswith("file://"):
         storage = str(Path(storage.removeprefix("file://")).resolve())
-    return Experiment(storage=storage, name=name)
+    return ExperimentDir(storage=storage, name=name)

@@ -17,7 +17,7 @@ from typing import Any
 from hamtune.config import SweepConfig
 from hamtune.data.remote import is_uri
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.store.experiment import Experiment
+from hamtune.store.experiment import ExperimentDir
 from hamtune.faults import FAULTS_ENV
 from hamtune.training.models import WEIGHTS_BASE_URL_ENV
 
@@ -131,7 +131,7 @@ def launcher_worker_types(path: Path) -> list[str]:
     )
 
 
-def check_cluster_paths(sweep: SweepConfig, experiment: Experiment, hosts: set[str], worker_types: list[str]) -> None:
+def check_cluster_paths(sweep: SweepConfig, experiment: ExperimentDir, hosts: set[str], worker_types: list[str]) -> None:
     """Refuse a head-local storage path when trials may run on other machines, before any trial.
 
     Trials write checkpoints and results to `storage` from the node they run on; Ray would only

@@ -15,7 +15,7 @@ from typing import Any
 
 from hamtune.config import SweepConfig, parse_sweep, to_dict
 from hamtune.errors import ConfigError, ExperimentError, HamtuneError
-from hamtune.store.experiment import CONFIG_FILE, MARKER, Experiment
+from hamtune.store.experiment import CONFIG_FILE, MARKER, ExperimentDir
 from hamtune.version import LAYOUT_VERSION
 
 #: Settings that locate rather than define a sweep: a resumed experiment may find its data, cache
@@ -37,7 +37,7 @@ def setting_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) -> list[
     ]
 
 
-def check_resumable(sweep: SweepConfig, experiment: Experiment) -> None:
+def check_resumable(sweep: SweepConfig, experiment: ExperimentDir) -> None:
     """Refuse to resume anything but a hamtune experiment started with these settings."""
     if not experiment.exists():
         raise ExperimentError(f"--resume: {experiment.uri} does not exist; run without --resume to start it")
@@ -58,7 +58,7 @@ def check_resumable(sweep: SweepConfig, experiment: Experiment) -> None:
         )
 
 
-def check_layout(experiment: Experiment) -> None:
+def check_layout(experiment: ExperimentDir) -> None:
     """Refuse an experiment whose saved Ray Tune state names modules this version no longer has.
 
     Ray pickles the searcher, the callbacks and the trainable by module path; hamtune 0.2.0 moved
@@ -82,7 +82,7 @@ def _version(text: str) -> tuple[int, ...]:
         return (0,)
 
 
-def _saved_settings(experiment: Experiment) -> dict[str, Any]:
+def _saved_settings(experiment: ExperimentDir) -> dict[str, Any]:
     """The experiment's settings, completed with the defaults of settings added since it started."""
     saved = json.loads(experiment.read_text(CONFIG_FILE))
     try:
@@ -92,7 +92,7 @@ def _saved_settings(experiment: Experiment) -> dict[str, Any]:
 
 
 def _as_saved(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings as `Experiment.create` writes them to JSON (lists for tuples, strings for the rest)."""
+    """Settings as `ExperimentDir.create` writes them to JSON (lists for tuples, strings for the rest)."""
     return json.loads(json.dumps(settings, default=str))
 
 

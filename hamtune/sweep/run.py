@@ -17,7 +17,7 @@ from hamtune.data.cache import open_cache
 from hamtune.data.prepared import PreparedData, prepare_data, prepare_saved
 from hamtune.training.device import BACKEND_ENV
 from hamtune.errors import ConfigError, ExperimentError, ModelError, SweepInterrupted
-from hamtune.store.experiment import Experiment, experiment_for
+from hamtune.store.experiment import ExperimentDir, experiment_for
 from hamtune.training.models import check_weights_file
 from hamtune.sweep.resume import check_resumable
 from hamtune.search.space import describe_space
@@ -46,7 +46,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: Experiment, cap: Capacity) -> str:
+def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: ExperimentDir, cap: Capacity) -> str:
     """What `--dry-run` prints: resolved config, search space, resources, capacity, split."""
     import yaml
 
@@ -179,7 +179,7 @@ def check_weights(sweep: SweepConfig) -> None:
             raise ConfigError(f"{sweep.source}: {key}: {error}{hint}") from error
 
 
-def check_outcome(experiment: Experiment) -> None:
+def check_outcome(experiment: ExperimentDir) -> None:
     """Raise when no trial produced a score (each errored after its retries, or diverged unscored).
 
     A sweep that ran but learned nothing must not exit as a success; one failed trial among

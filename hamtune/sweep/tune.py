@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hamtune.config import SweepConfig
 from hamtune.data.prepared import PreparedData
 from hamtune.keys import DIVERGED_KEY, OBJECTIVE, SEARCH_METRIC
-from hamtune.store.experiment import Experiment
+from hamtune.store.experiment import ExperimentDir
 from hamtune.training.trial import TrialDiverged, run_trial, trial_seed
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def make_trainable(sweep: SweepConfig, data: PreparedData) -> Any:
     return tune.with_resources(trainable, partial(trial_resources, sweep=sweep))
 
 
-def make_tuner(sweep: SweepConfig, data: PreparedData, experiment: Experiment, metadata: dict[str, Any],
+def make_tuner(sweep: SweepConfig, data: PreparedData, experiment: ExperimentDir, metadata: dict[str, Any],
            storage: BaseStorage, verbose: bool, tracking: list[Any]) -> Any:
     from ray import tune
 
