@@ -65,8 +65,8 @@ def check_layout(experiment: ExperimentDir) -> None:
     every module into a sub-package, so an experiment started before it would fail deep inside
     Ray's unpickling. It is refused here, naming the version that can resume it.
     """
-    made_by = str(experiment.info().get("hamtune", "0"))
-    if _version(made_by) < _version(LAYOUT_VERSION):
+    made_by = experiment.info().get("hamtune")  # every sweep records it (`hamtune.sweep.run.versions`)
+    if made_by is not None and _version(str(made_by)) < _version(LAYOUT_VERSION):
         raise ExperimentError(
             f"--resume: {experiment.uri} was started by hamtune {made_by}, and its saved Ray Tune state names "
             f"modules that hamtune {LAYOUT_VERSION} moved; resume it with hamtune {made_by} "
