@@ -1,6 +1,6 @@
 """Deliberate faults for hamtune's reliability tests; inert unless `HAMTUNE_FAULTS` is set.
 
-The fault tests (tests/test_faults.py) prove that a sweep survives what long runs meet — a trial
+The fault tests (tests/sweep/test_faults.py) prove that a sweep survives what long runs meet — a trial
 that runs out of memory, a loss that turns NaN, a full disk — by injecting each fault at a fixed
 point of the real code and checking the result tables afterwards. `inject(point, ...)` is that
 point: with the variable unset (every real run) it returns at once and changes nothing. The driver

@@ -6,8 +6,9 @@ scaling and calibration error (`calibration`), ensembles (`ensemble`), a melanom
 point (`thresholds`), lesion-bootstrap intervals (`intervals`) and the test scores of each step
 (`scoring`). Underneath: which experiment and trials (`selection`) and training runs here or as
 Ray tasks (`fitting`). The commands: `refit` (one configuration), `export` (a trial's
-checkpoint), `final` (`hamtune evaluate`: the whole path into one final model directory, written
-by `artefact` with its `card` and `figures`) and `predict` (new images through that directory).
+checkpoint), `evaluate` (`hamtune evaluate`: the whole path into one final model directory, its
+outcome typed in `types` and written by `artefact` with its `card` and `figures`) and `predict`
+(new images through that directory).
 """
 
 #: The defaults of `hamtune evaluate`, importable without TensorFlow (the CLI's help shows them).

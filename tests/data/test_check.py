@@ -14,7 +14,7 @@ from hamtune.data.check import check_dataset, format_report
 from hamtune.data.layout import KAGGLE_METADATA
 from hamtune.errors import ConfigError, DataError
 from hamtune.labels import CLASSES
-from tests.data.test_layout import PART_1, SAMPLE_COUNTS, make_kaggle_copy
+from tests.support.datasets import PART_1, SAMPLE_COUNTS, make_kaggle_copy
 
 
 def test_sample_is_ok(sample_dir: Path) -> None:
