@@ -2,8 +2,7 @@
 
 from hamtune.errors import ConfigError, DataError, ExperimentError, HamtuneError, ModelError
 from hamtune.labels import CLASSES
-
-__version__ = "0.1.0"
+from hamtune.version import __version__
 
 __all__ = [
     "CLASSES",
