@@ -1,12 +1,12 @@
 """One trial: training from scratch or two-phase transfer learning, with per-epoch validation
 metrics and checkpoints.
 
-`run_trial` is the single code path for a trial: Ray Tune calls it through `tune_trainable`
-(reporting with `ray.tune.report`), and `hamtune train` calls it in-process with a console
-reporter. Its training half, `train_epochs`, is also what `hamtune refit` runs on train+val for a
-fixed epoch count, so a refit trains exactly as the trial did. Keras, and TensorFlow or JAX
-under it (`training.backend`), are imported inside the functions, after the trial has chosen its
-backend and decided which devices and thread pools it may use.
+`run_trial` is the single code path for a trial: Ray Tune calls it through
+`hamtune.sweep.tune.tune_trial` (reporting with `ray.tune.report`), and `hamtune train` calls it
+in-process with a console reporter. Its training half, `train_epochs`, is also what `hamtune refit`
+runs on train+val for a fixed epoch count, so a refit trains exactly as the trial did. Keras, and
+TensorFlow or JAX under it (`training.backend`), are imported inside the functions, after the
+trial has chosen its backend and decided which devices and thread pools it may use.
 """
 
 from __future__ import annotations
