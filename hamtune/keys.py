@@ -19,6 +19,11 @@ class Objective:
     mode: Literal["max", "min"]
 
     @property
+    def direction(self) -> str:
+        """The same direction in Optuna's words."""
+        return "maximize" if self.mode == "max" else "minimize"
+
+    @property
     def best(self) -> str:
         """The key of the best value so far in a trial (what ASHA and Optuna compare)."""
         return f"best_{self.name}"
