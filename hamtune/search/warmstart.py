@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.distributions import BaseDistribution
 
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.search.space import define_space, unfreeze_parameter
+from hamtune.search.space import define_space, params_from_row, unfreeze_parameter
 from hamtune.store.tables import TRIALS_FILE, is_ranked, read_table
 from hamtune.keys import OBJECTIVE, WARM_START_ATTR
 
@@ -108,12 +107,9 @@ def _frozen(row: dict[str, Any], old: dict[str, Any], spaces: dict[str, dict[str
     if model not in spaces or not is_ranked(row):
         return None
     distributions = spaces[model]
-    params = {"model": model, **{key: float(row[key]) for key in ("learning_rate", "dropout", "class_weight_power")}}
-    depth = unfreeze_parameter(model)
-    if depth in distributions:
-        if pd.isna(row.get("unfreeze_depth")):
-            return None
-        params[depth] = int(row["unfreeze_depth"])
+    params = params_from_row(row)
+    if unfreeze_parameter(model) not in distributions:  # trained from scratch here: its depth is not searched
+        params.pop(unfreeze_parameter(model), None)
     if set(params) != set(distributions):
         return None
     training, scheduler = old.get("training", {}), old.get("scheduler", {})
