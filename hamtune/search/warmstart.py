@@ -24,7 +24,7 @@ from optuna.distributions import BaseDistribution
 
 from hamtune.errors import ConfigError, ExperimentError
 from hamtune.search.space import define_space, params_from_row, unfreeze_parameter
-from hamtune.store.tables import TRIALS_FILE, is_ranked, read_table
+from hamtune.store.tables import is_ranked, locate_tables, read_table
 from hamtune.keys import OBJECTIVE, WARM_START_ATTR
 
 if TYPE_CHECKING:
@@ -41,11 +41,6 @@ class WarmStart:
 
     trials: list[optuna.trial.FrozenTrial]
     skipped: int
-
-
-def trials_file(source: str) -> str:
-    """An experiment directory's trials table, or the table itself."""
-    return source if source.endswith(".parquet") else f"{source.rstrip('/')}/{TRIALS_FILE}"
 
 
 def distributions_of(sweep: SweepConfig) -> dict[str, dict[str, BaseDistribution]]:
@@ -67,7 +62,7 @@ def warm_start(sweep: SweepConfig, fingerprint: str) -> WarmStart:
     trials, skipped = [], 0
     for i, source in enumerate(sweep.search.warm_start):
         try:
-            table, metadata = read_table(trials_file(source))
+            table, metadata = read_table(locate_tables(source).trials)
         except ExperimentError as error:
             raise ConfigError(f"{sweep.source}: search.warm_start[{i}]: {error}") from None
         old = json.loads(metadata.get("config", "{}"))

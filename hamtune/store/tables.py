@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from hamtune.errors import ExperimentError
 from hamtune.faults import inject
+from hamtune.store.experiment import ExperimentDir, experiment_at
 from hamtune.metrics import SCALAR_METRICS
 from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
 
@@ -98,6 +99,43 @@ def to_arrow(records: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Tabl
     rows = list(records)
     columns = {f.name: [row.get(f.name) for row in rows] for f in schema}
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+class TableLocations(NamedTuple):
+    """Where one sweep's result tables are, and the experiment directory that holds them."""
+
+    trials: str
+    epochs: str
+    experiment: ExperimentDir
+
+
+def locate_tables(location: str, check: bool = False) -> TableLocations:
+    """The tables of what a user names: an experiment directory or its trials.parquet, as a path
+    (`~` allowed) or a URI; the epochs table is the one next to the trials table.
+
+    A local path is a directory if it is one, else a table if it exists or ends in `.parquet`; a
+    URI is a table if it ends in `.parquet`. With `check`, a local path that does not exist, or a
+    directory without a trials table, is refused here, saying what to give; without it, reading
+    the missing table says so.
+    """
+    if "://" in location:
+        if location.rstrip("/").endswith(".parquet"):
+            trials, directory = location, location.rsplit("/", 1)[0]
+        else:
+            directory = location.rstrip("/")
+            trials = f"{directory}/{TRIALS_FILE}"
+        return TableLocations(trials, f"{directory}/{EPOCHS_FILE}", experiment_at(directory))
+    local = Path(location).expanduser()
+    if check and not local.exists():
+        raise ExperimentError(
+            f"{location}: no such file or directory (give a trials.parquet or an experiment directory)")
+    if local.is_dir() or (not local.exists() and local.suffix != ".parquet"):
+        if check and not (local / TRIALS_FILE).is_file():
+            raise ExperimentError(f"{location}: no {TRIALS_FILE} in this directory; is it a hamtune experiment?")
+        directory, trials = local, local / TRIALS_FILE
+    else:
+        directory, trials = local.parent, local
+    return TableLocations(str(trials), str(directory / EPOCHS_FILE), experiment_at(str(directory)))
 
 
 def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
