@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.model_selection import StratifiedGroupKFold
 
 from hamtune.errors import ConfigError, DataError
@@ -60,12 +61,11 @@ def split_dataset(
     table = _validated_labels(labels)
 
     fold = np.empty(len(table), dtype=np.int64)
-    splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # Classes smaller than FOLDS are expected; they are reported below as rare if they miss a split.
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         try:
-            for i, (_, fold_rows) in enumerate(splitter.split(table, table["dx"], table["lesion_id"])):
+            for i, fold_rows in enumerate(lesion_folds(table["dx"], table["lesion_id"], FOLDS, seed)):
                 fold[fold_rows] = i
         except ValueError as exc:  # too few lesions, or every class smaller than FOLDS
             raise DataError(
@@ -86,6 +86,17 @@ def split_dataset(
         table.loc[table["dx"].isin(list(missing)), "split"] = "train"
         log.warning("kept in train only, too rare to reach every split: %s", described)
     return table
+
+
+def lesion_folds(labels: ArrayLike, lesions: ArrayLike, folds: int, seed: int) -> list[np.ndarray]:
+    """Row indices of each of `folds` lesion-disjoint, label-stratified folds, in scikit-learn's order.
+
+    `StratifiedGroupKFold(folds, shuffle=True, random_state=seed)`: every lesion in exactly one
+    fold, each fold with the class mix of the whole as far as whole lesions allow. The
+    train/val/test split and cross-validation (`hamtune.evaluation.folds`) both deal lesions so.
+    """
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [held for _, held in splitter.split(np.zeros(len(labels)), labels, groups=lesions)]
 
 
 def _folds_for(val: float, test: float) -> tuple[int, int]:
