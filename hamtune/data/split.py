@@ -8,8 +8,6 @@ one split, and each split keeps the class mix of the whole set.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
@@ -21,6 +19,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from hamtune.errors import ConfigError, DataError
 from hamtune.labels import CLASSES
+from hamtune.store.atomic import AtomicWrite
 
 log = logging.getLogger(__name__)
 
@@ -156,16 +155,11 @@ def write_split(split: pd.DataFrame, path: Path) -> None:
         raise ConfigError(f"{path} is a directory: the split is written to a CSV file, e.g. {path / 'split.csv'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        writing = AtomicWrite(path, "w", newline="")
     except OSError as exc:
         raise ConfigError(f"cannot write the split file {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            split.loc[:, list(SPLIT_COLUMNS)].to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing as handle:
+        split.loc[:, list(SPLIT_COLUMNS)].to_csv(handle, index=False)
 
 
 def read_split(path: Path) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 `trials.parquet` holds one row per trial (its best epoch), `epochs.parquet` one row per trial
 and epoch. Both are rewritten whole each time a trial finishes; readers never see a partial
-file (local: temp file + rename; object stores: a single object upload).
+file (local: temp file + rename, `hamtune.store.atomic`; object stores: a single object upload).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 
 from hamtune.errors import ExperimentError
 from hamtune.faults import inject
+from hamtune.store.atomic import AtomicWrite
 from hamtune.store.experiment import ExperimentDir, experiment_at
 from hamtune.metrics import SCALAR_METRICS
 from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
@@ -158,18 +158,9 @@ def write_table(table: pa.Table, location: str, metadata: Mapping[str, Any]) -> 
     fs, path = _filesystem(location)
     try:
         if isinstance(fs, pafs.LocalFileSystem):
-            directory = os.path.dirname(path)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    pq.write_table(table, handle)
-                    inject("write_table", file=os.path.basename(path), rows=table.num_rows)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with AtomicWrite(path) as handle:
+                pq.write_table(table, handle)
+                inject("write_table", file=os.path.basename(path), rows=table.num_rows)
         else:
             with fs.open_output_stream(path) as handle:
                 pq.write_table(table, handle)
