@@ -19,7 +19,8 @@ import pandas as pd
 
 from hamtune.results.analysis import load_results
 from hamtune.errors import ConfigError, DataError, ExperimentError
-from hamtune.evaluation.fitting import check_cpus, MODEL_FILE, FitJob, run_fits
+from hamtune.evaluation.files import CARD_FILE, CONFUSION_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from hamtune.evaluation.fitting import check_cpus, FitJob, run_fits
 from hamtune.evaluation.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, METHOD, score_interval
 from hamtune.evaluation.selection import (
     choose_trial, new_or_empty_dir, open_experiment, trial_params,
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
     from hamtune.config import SweepConfig
     from hamtune.data.prepared import PreparedData
 
-METRICS_FILE = "test_metrics.json"
-PREDICTIONS_FILE = "test_predictions.parquet"
-CONFUSION_FILE = "confusion_matrix.png"
-CARD_FILE = "MODEL_CARD.md"
 OUTPUT_FILES = (MODEL_FILE, METRICS_FILE, PREDICTIONS_FILE, CONFUSION_FILE, CARD_FILE)
 VALIDATION_SHOWN = ("val_balanced_accuracy", "val_mel_recall")
 
