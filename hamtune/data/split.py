@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 from sklearn.model_selection import StratifiedGroupKFold
 
 from hamtune.errors import ConfigError, DataError
+from hamtune.keys import SPLITS
 from hamtune.labels import CLASSES
 from hamtune.store.atomic import AtomicWrite
 
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Columns of a split table and of a split CSV, in order.
 SPLIT_COLUMNS: tuple[str, ...] = ("image_id", "lesion_id", "dx", "split")
-#: Split names, in the order they are carved out and reported.
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Lesions are dealt into this many equal folds; split fractions are whole folds (5 % steps).
 FOLDS: int = 20
 #: Accepted values of `split_dataset(rare=...)`.
