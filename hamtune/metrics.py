@@ -87,6 +87,7 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, loss: float | None = 
         "accuracy": accuracy_score(y_true, y_pred),
         "loss": log_loss(y_true, proba, labels=_LABELS) if loss is None else loss,
         "auc_macro": _auc_over_present_classes(y_true, proba),
+        # At argmax, as evaluation's mel_recall_argmax; its mel_sensitivity is at a chosen threshold.
         "mel_recall": recall[LABEL_OF[MELANOMA]],
     }
     for i, name in enumerate(CLASSES):

@@ -28,8 +28,10 @@ def score_variant(y_test: np.ndarray, proba: np.ndarray, lesions: np.ndarray, y_
     at_threshold = decide(proba, threshold)
     scores: dict[str, Any] = {name: score_interval(y_test, y_pred, lesions, score, seed)
                               for name, score in HEADLINE_SCORES.items()}
+    # Melanoma recall at the threshold chosen out of fold, not at argmax as mel_recall(_argmax) is.
     scores["mel_sensitivity"] = score_interval(y_test, at_threshold, lesions, sensitivity, seed)
     scores["mel_specificity"] = score_interval(y_test, at_threshold, lesions, specificity, seed)
+    # compute_metrics' mel_recall, but NaN (not 0) without melanomas, so such resamples drop out.
     scores["mel_recall_argmax"] = score_interval(y_test, y_pred, lesions, sensitivity, seed)
     scores["mel_specificity_argmax"] = score_interval(y_test, y_pred, lesions, specificity, seed)
     low, high = lesion_bootstrap(lesions, lambda rows: expected_calibration_error(y_test[rows], proba[rows]), seed=seed)
