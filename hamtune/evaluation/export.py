@@ -27,6 +27,7 @@ import pandas as pd
 
 from hamtune.errors import ExperimentError
 from hamtune.evaluation.files import CONTRACT_FILE, MODEL_FILE, SAVED_MODEL_DIR
+from hamtune.keys import OBJECTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -98,5 +99,5 @@ def summary(result: ExportResult) -> str:
     """What `hamtune export` prints."""
     info = result.info
     return (f"exported trial {info['trial_id']} ({info['params']['model']}, {info['mode']}) at its best epoch "
-            f"{info['best_epoch']}: val_macro_f1 {info['validation'].get('val_macro_f1', float('nan')):.4f}\n"
+            f"{info['best_epoch']}: {OBJECTIVE.name} {info['validation'].get(OBJECTIVE.name, float('nan')):.4f}\n"
             f"wrote {result.out}/: {MODEL_FILE}, {SAVED_MODEL_DIR}/, {CONTRACT_FILE}")

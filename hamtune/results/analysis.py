@@ -44,7 +44,7 @@ LOWER_IS_BETTER = frozenset({"val_loss"})
 #: Without these a trials table cannot be analysed at all (besides the chosen metric).
 REQUIRED_COLUMNS = ("trial_id", "model")
 #: The metrics every summary shows next to the chosen one.
-MAIN_METRICS = ("val_macro_f1", "val_balanced_accuracy", "val_mel_recall", "val_accuracy", "val_auc_macro")
+MAIN_METRICS = (OBJECTIVE.name, "val_balanced_accuracy", "val_mel_recall", "val_accuracy", "val_auc_macro")
 
 
 class Source(NamedTuple):
