@@ -27,11 +27,10 @@ from hamtune.data.remote import fetch_dataset, is_uri
 from hamtune.data.split import split_dataset
 from hamtune.data.synth import ensure_synthetic
 from hamtune.errors import DataError
+from hamtune.keys import SPLITS
 from hamtune.store.experiment import ExperimentDir
 
 logger = logging.getLogger(__name__)
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 @dataclass(frozen=True)

@@ -8,25 +8,24 @@ one split, and each split keeps the class mix of the whole set.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.model_selection import StratifiedGroupKFold
 
 from hamtune.errors import ConfigError, DataError
+from hamtune.keys import SPLITS
 from hamtune.labels import CLASSES
+from hamtune.store.atomic import AtomicWrite
 
 log = logging.getLogger(__name__)
 
 #: Columns of a split table and of a split CSV, in order.
 SPLIT_COLUMNS: tuple[str, ...] = ("image_id", "lesion_id", "dx", "split")
-#: Split names, in the order they are carved out and reported.
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Lesions are dealt into this many equal folds; split fractions are whole folds (5 % steps).
 FOLDS: int = 20
 #: Accepted values of `split_dataset(rare=...)`.
@@ -60,12 +59,11 @@ def split_dataset(
     table = _validated_labels(labels)
 
     fold = np.empty(len(table), dtype=np.int64)
-    splitter = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # Classes smaller than FOLDS are expected; they are reported below as rare if they miss a split.
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         try:
-            for i, (_, fold_rows) in enumerate(splitter.split(table, table["dx"], table["lesion_id"])):
+            for i, fold_rows in enumerate(lesion_folds(table["dx"], table["lesion_id"], FOLDS, seed)):
                 fold[fold_rows] = i
         except ValueError as exc:  # too few lesions, or every class smaller than FOLDS
             raise DataError(
@@ -86,6 +84,17 @@ def split_dataset(
         table.loc[table["dx"].isin(list(missing)), "split"] = "train"
         log.warning("kept in train only, too rare to reach every split: %s", described)
     return table
+
+
+def lesion_folds(labels: ArrayLike, lesions: ArrayLike, folds: int, seed: int) -> list[np.ndarray]:
+    """Row indices of each of `folds` lesion-disjoint, label-stratified folds, in scikit-learn's order.
+
+    `StratifiedGroupKFold(folds, shuffle=True, random_state=seed)`: every lesion in exactly one
+    fold, each fold with the class mix of the whole as far as whole lesions allow. The
+    train/val/test split and cross-validation (`hamtune.evaluation.folds`) both deal lesions so.
+    """
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [held for _, held in splitter.split(np.zeros(len(labels)), labels, groups=lesions)]
 
 
 def _folds_for(val: float, test: float) -> tuple[int, int]:
@@ -145,16 +154,11 @@ def write_split(split: pd.DataFrame, path: Path) -> None:
         raise ConfigError(f"{path} is a directory: the split is written to a CSV file, e.g. {path / 'split.csv'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        writing = AtomicWrite(path, "w", newline="")
     except OSError as exc:
         raise ConfigError(f"cannot write the split file {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            split.loc[:, list(SPLIT_COLUMNS)].to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing as handle:
+        split.loc[:, list(SPLIT_COLUMNS)].to_csv(handle, index=False)
 
 
 def read_split(path: Path) -> pd.DataFrame:

@@ -21,7 +21,18 @@ import numpy as np
 
 from hamtune.errors import ExperimentError
 from hamtune.evaluation.crossval import CrossValidation
-from hamtune.evaluation.fitting import MODEL_FILE, Fit
+from hamtune.evaluation.files import (
+    CARD_FILE,
+    CONFUSION_FILE,
+    CONTRACT_FILE,
+    CV_FILE,
+    EVALUATION_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    RELIABILITY_FILE,
+    SAVED_MODEL_DIR,
+)
+from hamtune.evaluation.fitting import Fit
 from hamtune.labels import CLASSES, MELANOMA
 
 if TYPE_CHECKING:
@@ -33,14 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SAVED_MODEL_DIR = "saved_model"
-CONTRACT_FILE = "model.json"
-EVALUATION_FILE = "evaluation.json"
-CV_FILE = "cv_folds.parquet"
-PREDICTIONS_FILE = "test_predictions.parquet"
-RELIABILITY_FILE = "reliability.png"
-CONFUSION_FILE = "confusion_matrix.png"
-CARD_FILE = "MODEL_CARD.md"
 FINAL_FILES = (MODEL_FILE, SAVED_MODEL_DIR, CONTRACT_FILE, EVALUATION_FILE, CV_FILE, PREDICTIONS_FILE,
                RELIABILITY_FILE, CONFUSION_FILE, CARD_FILE)
 #: Largest difference allowed between the written model's test probabilities and the evaluation's.

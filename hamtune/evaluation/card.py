@@ -10,6 +10,7 @@ import pandas as pd
 
 from hamtune.evaluation.crossval import CrossValidation
 from hamtune.evaluation.scoring import VARIANT_SCORES
+from hamtune.keys import OBJECTIVE
 from hamtune.labels import CLASSES, MELANOMA
 from hamtune.results.report import markdown_table
 
@@ -69,7 +70,7 @@ def refit_card(report: dict[str, Any]) -> str:
 {markdown_table(scores)}
 
 Intervals: {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}.
-Validation macro F1 of the chosen trial during the sweep: {report['validation']['val_macro_f1']:.4f}.
+Validation macro F1 of the chosen trial during the sweep: {report['validation'][OBJECTIVE.name]:.4f}.
 
 {markdown_table(classes)}
 
@@ -90,7 +91,7 @@ def final_card(report: dict[str, Any], cv: CrossValidation) -> str:
     data, final = report["data"], report["variants"][-1]
     steps = pd.DataFrame([{"variant": row["variant"], **{name: _estimate(row["scores"][name]) for name in VARIANT_SCORES},
                            f"{MELANOMA} threshold": row["mel_threshold"]} for row in report["variants"]])
-    ranking = cv.summary[["config", "trial_id", "model", "sweep_rank", "val_macro_f1", "epochs", "cv_macro_f1_mean",
+    ranking = cv.summary[["config", "trial_id", "model", "sweep_rank", OBJECTIVE.name, "epochs", "cv_macro_f1_mean",
                           "cv_macro_f1_std", "cv_balanced_accuracy_mean", "cv_rank"]]
     members = "\n".join(
         f"  - trial {m['trial_id']}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -14,13 +14,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from hamtune.evaluation.fitting import Fit, FitJob
 from hamtune.evaluation.selection import trial_params
 from hamtune.keys import OBJECTIVE
-
-CV_SCORES = ("macro_f1", "balanced_accuracy")
+from hamtune.metrics import HEADLINE_SCORES
 
 
 class Candidate(NamedTuple):
@@ -68,8 +66,7 @@ def fold_jobs(configs: Sequence[Candidate], dev: np.ndarray, held_out: Sequence[
 
 def _scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     y_pred = proba.argmax(axis=1)
-    return {"macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred))}
+    return {name: score(y_true, y_pred) for name, score in HEADLINE_SCORES.items()}
 
 
 def collect(configs: Sequence[Candidate], held_out: Sequence[np.ndarray], fits: Sequence[Fit],
@@ -90,13 +87,13 @@ def collect(configs: Sequence[Candidate], held_out: Sequence[np.ndarray], fits: 
         oof.append(tta_all)
         oof_plain.append(plain_all)
     folds = pd.DataFrame(rows)
-    stats = folds.groupby("config")[list(CV_SCORES)].agg(["mean", "std"])
+    stats = folds.groupby("config")[list(HEADLINE_SCORES)].agg(["mean", "std"])
     summary = pd.DataFrame({
         "config": [k + 1 for k in range(len(configs))],
         "trial_id": [c.trial_id for c in configs], "model": [c.params["model"] for c in configs],
         "sweep_rank": [c.sweep_rank for c in configs], OBJECTIVE.name: [c.val_macro_f1 for c in configs],
         "epochs": [c.epochs for c in configs],
-        **{f"cv_{name}_{stat}": stats[(name, stat)].to_numpy() for name in CV_SCORES for stat in ("mean", "std")},
+        **{f"cv_{name}_{stat}": stats[(name, stat)].to_numpy() for name in HEADLINE_SCORES for stat in ("mean", "std")},
         "cv_macro_f1_min": folds.groupby("config")["macro_f1"].min().to_numpy(),
         "cv_macro_f1_max": folds.groupby("config")["macro_f1"].max().to_numpy(),
     })

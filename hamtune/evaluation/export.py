@@ -26,12 +26,10 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from hamtune.errors import ExperimentError
+from hamtune.evaluation.files import CONTRACT_FILE, MODEL_FILE, SAVED_MODEL_DIR
+from hamtune.keys import OBJECTIVE
 
 logger = logging.getLogger(__name__)
-
-KERAS_FILE = "model.keras"
-SAVED_MODEL_DIR = "saved_model"
-INFO_FILE = "model.json"
 
 
 class ExportResult(NamedTuple):
@@ -76,9 +74,9 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     }
     try:
         target.mkdir(parents=True, exist_ok=True)
-        model.save(target / KERAS_FILE)
+        model.save(target / MODEL_FILE)
         model.export(str(target / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
-        (target / INFO_FILE).write_text(json.dumps(info, indent=2))
+        (target / CONTRACT_FILE).write_text(json.dumps(info, indent=2))
     except OSError as error:
         raise ExperimentError(f"cannot write the exported model into {target}: {error}") from error
     return ExportResult(target, info)
@@ -101,5 +99,5 @@ def summary(result: ExportResult) -> str:
     """What `hamtune export` prints."""
     info = result.info
     return (f"exported trial {info['trial_id']} ({info['params']['model']}, {info['mode']}) at its best epoch "
-            f"{info['best_epoch']}: val_macro_f1 {info['validation'].get('val_macro_f1', float('nan')):.4f}\n"
-            f"wrote {result.out}/: {KERAS_FILE}, {SAVED_MODEL_DIR}/, {INFO_FILE}")
+            f"{info['best_epoch']}: {OBJECTIVE.name} {info['validation'].get(OBJECTIVE.name, float('nan')):.4f}\n"
+            f"wrote {result.out}/: {MODEL_FILE}, {SAVED_MODEL_DIR}/, {CONTRACT_FILE}")

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from hamtune.evaluation.files import MODEL_FILE
+
 if TYPE_CHECKING:
     from hamtune.config import SweepConfig
     from hamtune.data.prepared import PreparedData
 
 logger = logging.getLogger(__name__)
-
-MODEL_FILE = "model.keras"
 
 
 def check_cpus(cpus: float | None) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
+from hamtune.data.split import lesion_folds
 from hamtune.errors import ConfigError
 from hamtune.labels import CLASSES
 
@@ -42,5 +42,4 @@ def check_folds(folds: int, labels: np.ndarray, lesions: np.ndarray) -> None:
 def grouped_folds(labels: np.ndarray, lesions: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
     """Held-out row indices of each of `folds` lesion-disjoint, dx-stratified folds (sorted)."""
     check_folds(folds, labels, lesions)
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [np.sort(held) for _, held in splitter.split(np.zeros(len(labels)), labels, groups=lesions)]
+    return [np.sort(held) for held in lesion_folds(labels, lesions, folds, seed)]

@@ -11,16 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score, f1_score
 
 BOOTSTRAP_RESAMPLES = 1000
 CONFIDENCE = 0.95
 METHOD = "percentile bootstrap over test lesions (all images of a drawn lesion)"
-#: Same definitions as `compute_metrics` (macro over the classes in y_true or the predictions).
-INTERVAL_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "macro_f1": lambda y, p: f1_score(y, p, average="macro", zero_division=0),
-    "balanced_accuracy": balanced_accuracy_score,
-}
 
 
 def lesion_bootstrap(lesions: np.ndarray, statistic: Callable[[np.ndarray], float],

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hamtune.errors import DataError, ExperimentError
-from hamtune.evaluation.artefact import CONTRACT_FILE
-from hamtune.evaluation.fitting import MODEL_FILE
+from hamtune.evaluation.files import CONTRACT_FILE, MODEL_FILE
 from hamtune.labels import CLASSES, MELANOMA
 
 BATCH = 32

@@ -19,24 +19,21 @@ import pandas as pd
 
 from hamtune.results.analysis import load_results
 from hamtune.errors import ConfigError, DataError, ExperimentError
-from hamtune.evaluation.fitting import check_cpus, MODEL_FILE, FitJob, run_fits
-from hamtune.evaluation.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, INTERVAL_SCORES, METHOD, score_interval
+from hamtune.evaluation.files import CARD_FILE, CONFUSION_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from hamtune.evaluation.fitting import check_cpus, FitJob, run_fits
+from hamtune.evaluation.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, METHOD, score_interval
 from hamtune.evaluation.selection import (
     choose_trial, new_or_empty_dir, open_experiment, trial_params,
 )
 from hamtune.store.experiment import CONFIG_FILE, ExperimentDir
 from hamtune.labels import CLASSES
-from hamtune.metrics import compute_metrics
+from hamtune.metrics import HEADLINE_SCORES, compute_metrics
 from hamtune.keys import OBJECTIVE
 
 if TYPE_CHECKING:
     from hamtune.config import SweepConfig
     from hamtune.data.prepared import PreparedData
 
-METRICS_FILE = "test_metrics.json"
-PREDICTIONS_FILE = "test_predictions.parquet"
-CONFUSION_FILE = "confusion_matrix.png"
-CARD_FILE = "MODEL_CARD.md"
 OUTPUT_FILES = (MODEL_FILE, METRICS_FILE, PREDICTIONS_FILE, CONFUSION_FILE, CARD_FILE)
 VALIDATION_SHOWN = ("val_balanced_accuracy", "val_mel_recall")
 
@@ -62,7 +59,7 @@ def score_test_split(y_true: np.ndarray, proba: np.ndarray, lesions: np.ndarray,
     matrix = metrics.pop("confusion_matrix")
     y_pred = proba.argmax(axis=1)
     intervals = {}
-    for name, score in INTERVAL_SCORES.items():
+    for name, score in HEADLINE_SCORES.items():
         estimate = score_interval(y_true, y_pred, lesions, score, seed=seed)
         intervals[name] = {"low": estimate["low"], "high": estimate["high"]}
     return {
@@ -180,7 +177,7 @@ def summary(result: RefitResult) -> str:
         f"one evaluation on {report['test_images']} test images:",
         *(f"  test {name.replace('_', ' ')} {test[name]:.4f}  "
           f"({ci['confidence']:.0%} CI {ci[name]['low']:.4f} to {ci[name]['high']:.4f})"
-          for name in INTERVAL_SCORES),
+          for name in HEADLINE_SCORES),
         f"  test melanoma recall {test['mel_recall']:.4f}, accuracy {test['accuracy']:.4f}",
         f"  (validation macro F1 of the trial: {report['validation'][OBJECTIVE.name]:.4f})",
         f"wrote {result.out}/: {', '.join(OUTPUT_FILES)}",

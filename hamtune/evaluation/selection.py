@@ -9,19 +9,14 @@ import pandas as pd
 
 from hamtune.results.analysis import rank_trials
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.store.experiment import ExperimentDir, experiment_for
+from hamtune.store.experiment import ExperimentDir, experiment_at
 from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
 
 
 
 def open_experiment(location: str) -> ExperimentDir:
     """The hamtune experiment at `location` (a directory or URI); refuses anything else."""
-    if "://" in location and not location.startswith("file://"):
-        parent, _, name = location.rstrip("/").rpartition("/")
-    else:
-        path = Path(location.removeprefix("file://")).expanduser().resolve()
-        parent, name = str(path.parent), path.name
-    experiment = experiment_for(parent, name)
+    experiment = experiment_at(location)
     if not experiment.is_hamtune():
         raise ExperimentError(f"{location} is not a hamtune experiment (no hamtune.json in it)")
     return experiment

@@ -30,8 +30,9 @@ from hamtune.store.tables import (
     FAILED,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
-    TRIALS_FILE,
     TRIALS_SCHEMA,
+    TableLocations,
+    locate_tables,
     read_table,
 )
 from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
@@ -43,7 +44,7 @@ LOWER_IS_BETTER = frozenset({"val_loss"})
 #: Without these a trials table cannot be analysed at all (besides the chosen metric).
 REQUIRED_COLUMNS = ("trial_id", "model")
 #: The metrics every summary shows next to the chosen one.
-MAIN_METRICS = ("val_macro_f1", "val_balanced_accuracy", "val_mel_recall", "val_accuracy", "val_auc_macro")
+MAIN_METRICS = (OBJECTIVE.name, "val_balanced_accuracy", "val_mel_recall", "val_accuracy", "val_auc_macro")
 
 
 class Source(NamedTuple):
@@ -84,24 +85,6 @@ class Analysis(NamedTuple):
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _locations(path: str) -> tuple[str, str]:
-    """(trials table, epochs table) for a `trials.parquet`, an experiment directory or a URI."""
-    if "://" not in path:
-        local = Path(path).expanduser()
-        if not local.exists():
-            raise ExperimentError(
-                f"{path}: no such file or directory (give a trials.parquet or an experiment directory)")
-        if local.is_dir():
-            if not (local / TRIALS_FILE).is_file():
-                raise ExperimentError(
-                    f"{path}: no {TRIALS_FILE} in this directory; is it a hamtune experiment?")
-            return str(local / TRIALS_FILE), str(local / EPOCHS_FILE)
-        return str(local), str(local.parent / EPOCHS_FILE)
-    if path.rstrip("/").endswith(".parquet"):
-        return path, f"{path.rsplit('/', 1)[0]}/{EPOCHS_FILE}"
-    return f"{path.rstrip('/')}/{TRIALS_FILE}", f"{path.rstrip('/')}/{EPOCHS_FILE}"
-
-
 def _sweep_name(metadata: dict[str, str], trials_location: str) -> str:
     try:
         return str(json.loads(metadata["config"])["name"])
@@ -109,16 +92,12 @@ def _sweep_name(metadata: dict[str, str], trials_location: str) -> str:
         return Path(trials_location.split("://")[-1]).parent.name or trials_location
 
 
-def _source(metadata: dict[str, str], trials_at: str) -> Source:
-    from hamtune.store.experiment import ExperimentDir
-
+def _source(metadata: dict[str, str], tables: TableLocations) -> Source:
     try:
         config = dict(json.loads(metadata["config"]))
     except (KeyError, ValueError, TypeError):
         config = {}
-    directory = trials_at.rsplit("/", 1)[0] if "://" in trials_at else str(Path(trials_at).resolve().parent)
-    storage, _, name = directory.rpartition("/")
-    return Source(trials_at, kept_study(ExperimentDir(storage, name), config), config.get("space"))
+    return Source(tables.trials, kept_study(tables.experiment, config), config.get("space"))
 
 
 def _version_note(metadata: dict[str, str], source: str) -> list[str]:
@@ -158,7 +137,8 @@ def load_results(paths: Sequence[str], metric: str = OBJECTIVE.name) -> Results:
             "no result table given: pass a trials.parquet, an experiment directory or a URI")
     trials, epochs, metadata, sources, notes = [], [], {}, {}, []
     for path in paths:
-        trials_at, epochs_at = _locations(path)
+        tables = locate_tables(path, check=True)
+        trials_at, epochs_at = tables.trials, tables.epochs
         table, meta = read_table(trials_at)
         table, found = _conform(table, TRIALS_SCHEMA, (*REQUIRED_COLUMNS, metric), meta, trials_at)
         notes += _version_note(meta, trials_at) + found
@@ -168,7 +148,7 @@ def load_results(paths: Sequence[str], metric: str = OBJECTIVE.name) -> Results:
             suffix += 1
             name = f"{base}-{suffix}"
         metadata[name] = meta
-        sources[name] = _source(meta, trials_at)
+        sources[name] = _source(meta, tables)
         trials.append(table.assign(sweep=name))
         try:
             per_epoch, epoch_meta = read_table(epochs_at)

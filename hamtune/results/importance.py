@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pandas as pd
 
 from hamtune.keys import FLOAT_HYPERPARAMETERS
-from hamtune.results.offline_study import depth_parameter, distributions, params_of, quiet_optuna, rebuilt_study
+from hamtune.results.offline_study import distributions, quiet_optuna, rebuilt_study
 
 if TYPE_CHECKING:
     from optuna.importance import BaseImportanceEvaluator
@@ -42,11 +42,13 @@ class Importance(NamedTuple):
 def _searched_depth(model: str, scored: pd.DataFrame, spaces: Sequence[dict[str, Any]]) -> list[str]:
     """The model's depth parameter if the search varied it: a model trained from scratch has no
     depth range (every block trains), so its constant depth explains nothing."""
+    from hamtune.search.space import unfreeze_parameter
+
     if spaces:
         searched = any(model in s.get("unfreeze_depth", {}) for s in spaces)
     else:
         searched = scored.loc[scored["model"] == model, "unfreeze_depth"].nunique() > 1
-    return [depth_parameter(model)] if searched else []
+    return [unfreeze_parameter(model)] if searched else []
 
 
 def evaluator_for(trials: int) -> tuple[BaseImportanceEvaluator, str]:
@@ -71,6 +73,8 @@ def _evaluate(trials: pd.DataFrame, params: list[str], dists: dict[str, Any], me
 def parameter_importance(scored: pd.DataFrame, metric: str, spaces: Sequence[dict[str, Any]],
                          maximize: bool = True) -> Importance:
     """Importance of each hyperparameter for `metric` over the `scored` trials (one row each)."""
+    from hamtune.search.space import params_from_row
+
     notes: list[str] = []
     if not spaces:
         notes.append("importance: the tables declare no search space; parameter ranges are the observed ones")
@@ -89,7 +93,7 @@ def parameter_importance(scored: pd.DataFrame, metric: str, spaces: Sequence[dic
             notes.append(f"importance ({scope}): every trial has {metric} = {values.iloc[0]:.4g}, "
                          "so no parameter explains a difference")
             continue
-        usable = [p for p in params if p in dists and all(p in params_of(r) for _, r in trials.iterrows())]
+        usable = [p for p in params if p in dists and all(p in params_from_row(r) for _, r in trials.iterrows())]
         if skipped := sorted(set(params) - set(usable)):
             notes.append(f"importance ({scope}): {', '.join(skipped)} not assessed (missing values)")
         importances, evaluator = _evaluate(trials, usable, dists, metric, maximize)

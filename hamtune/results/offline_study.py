@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     import optuna
 
 
-def depth_parameter(model: str) -> str:
-    from hamtune.search.space import unfreeze_parameter
-
-    return unfreeze_parameter(model)
-
-
 def _bounds(values: pd.Series, declared: Sequence[dict[str, Any]]) -> tuple[Any, Any]:
     """The declared ranges widened to every observed value (merged sweeps may differ)."""
     lows = [d["low"] for d in declared] + [values.min()]
@@ -42,6 +36,8 @@ def distributions(trials: pd.DataFrame, spaces: Sequence[dict[str, Any]]) -> dic
     observed ranges are used (on a linear scale).
     """
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from hamtune.search.space import unfreeze_parameter
 
     models = sorted({m for s in spaces for m in s.get("models", ())} | set(trials["model"].dropna()))
     result: dict[str, Any] = {"model": CategoricalDistribution(models)}
@@ -58,16 +54,8 @@ def distributions(trials: pd.DataFrame, spaces: Sequence[dict[str, Any]]) -> dic
             continue
         declared = [s["unfreeze_depth"][model] for s in spaces if model in s.get("unfreeze_depth", {})]
         low, high = _bounds(values, declared)
-        result[depth_parameter(model)] = IntDistribution(int(low), int(high))
+        result[unfreeze_parameter(model)] = IntDistribution(int(low), int(high))
     return result
-
-
-def params_of(row: pd.Series) -> dict[str, Any]:
-    """One trial's parameters in Optuna's names (the depth under its model's name)."""
-    params = {name: float(row[name]) for name in FLOAT_HYPERPARAMETERS if pd.notna(row[name])}
-    if pd.notna(row["unfreeze_depth"]):
-        params[depth_parameter(row["model"])] = int(row["unfreeze_depth"])
-    return {"model": row["model"], **params}
 
 
 @contextlib.contextmanager
@@ -91,10 +79,12 @@ def rebuilt_study(scored: pd.DataFrame, metric: str, dists: dict[str, Any], maxi
     a COMPLETE trial whose value is its `metric`."""
     import optuna
 
+    from hamtune.search.space import params_from_row
+
     with quiet_optuna():
         study = optuna.create_study(study_name=name, direction="maximize" if maximize else "minimize")
         study.add_trials([
-            optuna.trial.create_trial(params=(values := params_of(row)),
+            optuna.trial.create_trial(params=(values := params_from_row(row)),
                                       distributions={key: dists[key] for key in values},
                                       value=float(row[metric]))
             for _, row in scored.iterrows()

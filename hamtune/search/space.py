@@ -11,9 +11,11 @@ trained from scratch, all of its blocks).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
+import pandas as pd
 
 from hamtune.config import FloatRange, SpaceConfig, SweepConfig
 from hamtune.keys import FLOAT_HYPERPARAMETERS
@@ -23,6 +25,18 @@ from hamtune.backbones import max_unfreeze_depth
 def unfreeze_parameter(model: str) -> str:
     """Optuna's name for `model`'s unfreeze depth (absent from trials of other models)."""
     return f"unfreeze_depth_{model}"
+
+
+def params_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A trials-table row's parameters in Optuna's names (the depth under its model's name).
+
+    Missing values are left out, so a row that does not fit a space lacks one of its keys.
+    """
+    model = row["model"]
+    params = {name: float(row[name]) for name in FLOAT_HYPERPARAMETERS if pd.notna(row[name])}
+    if pd.notna(row["unfreeze_depth"]):
+        params[unfreeze_parameter(model)] = int(row["unfreeze_depth"])
+    return {"model": model, **params}
 
 
 def define_space(trial: optuna.Trial, space: SpaceConfig) -> dict[str, Any]:

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.distributions import BaseDistribution
 
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.search.space import define_space, unfreeze_parameter
-from hamtune.store.tables import TRIALS_FILE, is_ranked, read_table
+from hamtune.search.space import define_space, params_from_row, unfreeze_parameter
+from hamtune.store.tables import is_ranked, locate_tables, read_table
 from hamtune.keys import OBJECTIVE, WARM_START_ATTR
 
 if TYPE_CHECKING:
@@ -42,11 +41,6 @@ class WarmStart:
 
     trials: list[optuna.trial.FrozenTrial]
     skipped: int
-
-
-def trials_file(source: str) -> str:
-    """An experiment directory's trials table, or the table itself."""
-    return source if source.endswith(".parquet") else f"{source.rstrip('/')}/{TRIALS_FILE}"
 
 
 def distributions_of(sweep: SweepConfig) -> dict[str, dict[str, BaseDistribution]]:
@@ -68,7 +62,7 @@ def warm_start(sweep: SweepConfig, fingerprint: str) -> WarmStart:
     trials, skipped = [], 0
     for i, source in enumerate(sweep.search.warm_start):
         try:
-            table, metadata = read_table(trials_file(source))
+            table, metadata = read_table(locate_tables(source).trials)
         except ExperimentError as error:
             raise ConfigError(f"{sweep.source}: search.warm_start[{i}]: {error}") from None
         old = json.loads(metadata.get("config", "{}"))
@@ -108,12 +102,9 @@ def _frozen(row: dict[str, Any], old: dict[str, Any], spaces: dict[str, dict[str
     if model not in spaces or not is_ranked(row):
         return None
     distributions = spaces[model]
-    params = {"model": model, **{key: float(row[key]) for key in ("learning_rate", "dropout", "class_weight_power")}}
-    depth = unfreeze_parameter(model)
-    if depth in distributions:
-        if pd.isna(row.get("unfreeze_depth")):
-            return None
-        params[depth] = int(row["unfreeze_depth"])
+    params = params_from_row(row)
+    if unfreeze_parameter(model) not in distributions:  # trained from scratch here: its depth is not searched
+        params.pop(unfreeze_parameter(model), None)
     if set(params) != set(distributions):
         return None
     training, scheduler = old.get("training", {}), old.get("scheduler", {})

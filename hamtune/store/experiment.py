@@ -96,3 +96,13 @@ def experiment_for(storage: str, name: str) -> ExperimentDir:
     elif storage.startswith("file://"):
         storage = str(Path(storage.removeprefix("file://")).resolve())
     return ExperimentDir(storage=storage, name=name)
+
+
+def experiment_at(location: str) -> ExperimentDir:
+    """The experiment directory a user names: a path (`~` allowed), a file:// URI or another URI."""
+    if "://" in location and not location.startswith("file://"):
+        storage, _, name = location.rstrip("/").rpartition("/")
+    else:
+        path = Path(location.removeprefix("file://")).expanduser().resolve()
+        storage, name = str(path.parent), path.name
+    return experiment_for(storage, name)

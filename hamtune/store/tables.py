@@ -2,7 +2,7 @@
 
 `trials.parquet` holds one row per trial (its best epoch), `epochs.parquet` one row per trial
 and epoch. Both are rewritten whole each time a trial finishes; readers never see a partial
-file (local: temp file + rename; object stores: a single object upload).
+file (local: temp file + rename, `hamtune.store.atomic`; object stores: a single object upload).
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +21,8 @@ import pyarrow.parquet as pq
 
 from hamtune.errors import ExperimentError
 from hamtune.faults import inject
+from hamtune.store.atomic import AtomicWrite
+from hamtune.store.experiment import ExperimentDir, experiment_at
 from hamtune.metrics import SCALAR_METRICS
 from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
 
@@ -100,6 +101,43 @@ def to_arrow(records: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Tabl
     return pa.Table.from_pydict(columns, schema=schema)
 
 
+class TableLocations(NamedTuple):
+    """Where one sweep's result tables are, and the experiment directory that holds them."""
+
+    trials: str
+    epochs: str
+    experiment: ExperimentDir
+
+
+def locate_tables(location: str, check: bool = False) -> TableLocations:
+    """The tables of what a user names: an experiment directory or its trials.parquet, as a path
+    (`~` allowed) or a URI; the epochs table is the one next to the trials table.
+
+    A local path is a directory if it is one, else a table if it exists or ends in `.parquet`; a
+    URI is a table if it ends in `.parquet`. With `check`, a local path that does not exist, or a
+    directory without a trials table, is refused here, saying what to give; without it, reading
+    the missing table says so.
+    """
+    if "://" in location:
+        if location.rstrip("/").endswith(".parquet"):
+            trials, directory = location, location.rsplit("/", 1)[0]
+        else:
+            directory = location.rstrip("/")
+            trials = f"{directory}/{TRIALS_FILE}"
+        return TableLocations(trials, f"{directory}/{EPOCHS_FILE}", experiment_at(directory))
+    local = Path(location).expanduser()
+    if check and not local.exists():
+        raise ExperimentError(
+            f"{location}: no such file or directory (give a trials.parquet or an experiment directory)")
+    if local.is_dir() or (not local.exists() and local.suffix != ".parquet"):
+        if check and not (local / TRIALS_FILE).is_file():
+            raise ExperimentError(f"{location}: no {TRIALS_FILE} in this directory; is it a hamtune experiment?")
+        directory, trials = local, local / TRIALS_FILE
+    else:
+        directory, trials = local.parent, local
+    return TableLocations(str(trials), str(directory / EPOCHS_FILE), experiment_at(str(directory)))
+
+
 def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     if "://" in location:
         return pafs.FileSystem.from_uri(location)
@@ -120,18 +158,9 @@ def write_table(table: pa.Table, location: str, metadata: Mapping[str, Any]) -> 
     fs, path = _filesystem(location)
     try:
         if isinstance(fs, pafs.LocalFileSystem):
-            directory = os.path.dirname(path)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    pq.write_table(table, handle)
-                    inject("write_table", file=os.path.basename(path), rows=table.num_rows)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with AtomicWrite(path) as handle:
+                pq.write_table(table, handle)
+                inject("write_table", file=os.path.basename(path), rows=table.num_rows)
         else:
             with fs.open_output_stream(path) as handle:
                 pq.write_table(table, handle)

@@ -127,7 +127,7 @@ class ResultRecorder(Callback):
         record = self._trials[trial.trial_id]
         score = rows[trial.trial_id].get(OBJECTIVE.name)
         outcome = record["error"] if record["status"] in FAILED else (
-            "no epoch reported" if score is None else f"val_macro_f1 {score:.4f}")
+            "no epoch reported" if score is None else f"{OBJECTIVE.name} {score:.4f}")
         # Where the sweep stands (counts, best so far) is `hamtune.sweep.progress`'s line.
         logger.info("trial %s (%s) %s: %s", trial.trial_id, record["params"]["model"], record["status"].lower(), outcome)
 

@@ -29,7 +29,7 @@ from hamtune.data.prepared import PreparedData
 from hamtune.training.device import configure, set_seed
 from hamtune.errors import HamtuneError
 from hamtune.faults import inject
-from hamtune.keys import FINISHED_KEY, SEARCH_METRIC
+from hamtune.keys import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC
 from hamtune.metrics import compute_metrics
 from hamtune.training.checkpoint import TrialState, load_state, restore, save_checkpoint
 from hamtune.training.inference import make_predictor
@@ -236,8 +236,8 @@ def run_trial(
             else:
                 reporter.report(row, None)
             if patience_out:
-                logger.info("early stop at epoch %d: no better val_macro_f1 for %d epochs",
-                            result.epoch, training.patience)
+                logger.info("early stop at epoch %d: no better %s for %d epochs",
+                            result.epoch, OBJECTIVE.name, training.patience)
                 break
     except TrialDiverged as error:
         raise TrialDiverged(str(error), state.best_score if state.best_epoch else None) from None

@@ -14,8 +14,8 @@ from sklearn.metrics import accuracy_score
 
 from hamtune.errors import ConfigError, DataError, ExperimentError
 from hamtune.store.experiment import ExperimentDir
-from hamtune.metrics import compute_metrics
-from hamtune.evaluation.intervals import INTERVAL_SCORES, lesion_bootstrap, score_interval
+from hamtune.metrics import HEADLINE_SCORES as INTERVAL_SCORES, compute_metrics
+from hamtune.evaluation.intervals import lesion_bootstrap, score_interval
 from hamtune.evaluation.refit import (
     CARD_FILE,
     CONFUSION_FILE,

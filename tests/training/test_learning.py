@@ -249,7 +249,7 @@ def test_export_writes_the_best_epoch_model_that_reproduces_its_val_macro_f1(
     from hamtune.data.cache import open_cache
     from hamtune.data.prepared import prepare_saved
     from hamtune.store.experiment import CONFIG_FILE
-    from hamtune.evaluation.export import INFO_FILE, KERAS_FILE, SAVED_MODEL_DIR
+    from hamtune.evaluation.files import CONTRACT_FILE as INFO_FILE, MODEL_FILE as KERAS_FILE, SAVED_MODEL_DIR
     from hamtune.training.models import load_model
     from hamtune.evaluation.selection import open_experiment
 
