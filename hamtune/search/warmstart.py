@@ -45,7 +45,7 @@ class WarmStart:
 
 def distributions_of(sweep: SweepConfig) -> dict[str, dict[str, BaseDistribution]]:
     """Each model's parameter distributions in the sweep's space, as `define_space` declares them."""
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction=OBJECTIVE.direction)
     found = {}
     for model in sweep.space.models:
         study.enqueue_trial({"model": model})
@@ -126,7 +126,7 @@ def _frozen(row: dict[str, Any], old: dict[str, Any], spaces: dict[str, dict[str
 
 def seed_study(storage: optuna.storages.BaseStorage, sweep: SweepConfig, warm: WarmStart) -> None:
     """Create the sweep's study in `storage` holding the warm-start trials (OptunaSearch then loads it)."""
-    study = optuna.create_study(storage=storage, study_name=sweep.name, direction="maximize", load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=sweep.name, direction=OBJECTIVE.direction, load_if_exists=True)
     study.add_trials(warm.trials)
     logger.info("warm start: %d earlier trial(s) added to the study%s", len(warm.trials),
                 f", {warm.skipped} skipped (no score, or outside this sweep's space)" if warm.skipped else "")
