@@ -14,7 +14,7 @@ from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
 
 
 
-def open_experiment(location: str) -> ExperimentDir:
+def resolve_experiment(location: str) -> ExperimentDir:
     """The hamtune experiment at `location` (a directory or URI); refuses anything else."""
     if "://" in location and not location.startswith("file://"):
         parent, _, name = location.rstrip("/").rpartition("/")
