@@ -133,3 +133,8 @@ def test_every_flag_of_every_command_is_explained_with_its_default(command: str,
 def test_an_interrupted_sweep_names_the_command_that_continues_it() -> None:
     args = build_parser().parse_args(["sweep", "my sweep.yaml", "--storage", "s3://b/runs", "--trials", "9"])
     assert resume_command(args) == "hamtune sweep 'my sweep.yaml' --storage s3://b/runs --resume"
+
+
+def test_the_default_sweep_file_exists() -> None:
+    args = build_parser().parse_args(["sweep"])
+    assert Path(args.sweep_file).is_file() and Path(args.sweep_file).name == "smoke.yaml"

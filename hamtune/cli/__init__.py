@@ -19,7 +19,7 @@ from hamtune.version import __version__
 from hamtune.errors import HamtuneError, SweepInterrupted
 from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP
 
-DEFAULT_SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "smoke.yaml"
+DEFAULT_SWEEP = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"  # hamtune/cli/ -> the repository
 
 
 def _data_synth(args: argparse.Namespace) -> int:
