@@ -48,9 +48,13 @@ def test_check_reports_problems_with_file_and_row(capsys: pytest.CaptureFixture,
     (["data", "split", "/no/such.csv", "--out", "x.csv"], "no/such.csv"),
     (["sweep", "/no/such/sweep.yaml"], "no/such/sweep.yaml"),
     (["train", "--model", "resnet50", "--weights", "none"], "resnet50"),
-    (["train", "--model", "densenet121", "--unfreeze-depth", "99", "--weights", "imagenet"], "58"),
-        (["train", "--unfreeze-depth", "3", "--weights", "none"], "does not apply with --weights none"),
-    (["train", "--learning-rate", "-1", "--weights", "none"], "learning"),
+    (["train", "--model", "densenet121", "--unfreeze-depth", "99", "--weights", "imagenet"],
+     "--unfreeze-depth must be an int in [0, 58] for densenet121, got 99"),
+    (["train", "--unfreeze-depth", "3", "--weights", "none"], "--unfreeze-depth does not apply with --weights none"),
+    (["train", "--warmup-epochs", "1", "--weights", "none"], "--warmup-epochs does not apply with --weights none"),
+    (["train", "--learning-rate", "-1", "--weights", "none"], "--learning-rate must be a float in (0, inf), got -1.0"),
+    (["train", "--dropout", "1", "--weights", "none"], "--dropout must be a float in [0, 1), got 1.0"),
+    (["train", "--class-weight-power", "-0.5", "--weights", "none"], "--class-weight-power must be a float in [0, inf)"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
     code, _, err = run(capsys, *args)
