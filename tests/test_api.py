@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import subprocess
@@ -15,9 +16,12 @@ from hamtune import ConfigError, Experiment, ExperimentError, load_sweep, open_e
 from hamtune.results.analysis import analyze
 from hamtune.search.storage import JOURNAL_FILE, StudyLocation
 from hamtune.store.experiment import CONFIG_FILE, MARKER
+from tests.conftest import hamtune_env, tiny_sweep_yaml
 from tests.handmade import epoch_rows, trial_row, write_results
 
 REPO = Path(__file__).resolve().parents[1]
+#: What marks the README's Python API example: the python block after it is run as written.
+EXAMPLE_MARKER = "<!-- python-api-example"
 TRIALS = [
     trial_row("d1", "densenet121", 0.60),
     trial_row("c1", "convnext_small", 0.70),
@@ -127,3 +131,35 @@ def test_train_refuses_bad_settings_before_any_data_or_model(settings: dict, mes
     with pytest.raises(ConfigError) as error:
         train(**{"weights": "none", **settings})
     assert message in str(error.value)
+
+
+def readme_example() -> str:
+    """The README's Python API example: the first python block after its marker."""
+    text = (REPO / "README.md").read_text()
+    return text[text.index(EXAMPLE_MARKER):].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_uses_only_the_public_api() -> None:
+    tree = ast.parse(readme_example(), "README.md")
+    used = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "hamtune"}
+    assert {"load_sweep", "run_sweep", "open_experiment"} <= used <= set(hamtune.__all__)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.backbone
+def test_the_readme_example_runs_as_written(tmp_path: Path, hamtune_cache: Path) -> None:
+    """The README's example in a fresh directory whose sweeps/smoke.yaml is a tinier sweep (two one-epoch
+    DenseNet121 trials from scratch on 140 synthetic images at 32 px), in a subprocess as a notebook
+    would run it, so Ray never starts in the test process."""
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "smoke.yaml").write_text(tiny_sweep_yaml(
+        "smoke", Path("hamtune-runs"), models=("densenet121",), trials=2, epochs=1, images=140, scratch=True))
+    (tmp_path / "example.py").write_text(readme_example())
+    result = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=hamtune_env(hamtune_cache),
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert (tmp_path / "hamtune-runs" / "notebook" / "trials.parquet").is_file()
+    assert (tmp_path / "best-model" / "model.keras").is_file()
+    assert "val_macro_f1" in result.stdout and "learning_rate" in result.stdout
