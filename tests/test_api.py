@@ -105,8 +105,8 @@ def test_an_experiment_without_tables_yet_says_so(experiment_dir: Path) -> None:
 
 
 def test_load_sweep_takes_the_commands_overrides(tmp_path: Path) -> None:
-    sweep = load_sweep(REPO / "sweeps" / "smoke.yaml", name="mine", trials=2, storage=str(tmp_path))
-    assert (sweep.name, sweep.search.trials, sweep.storage) == ("mine", 2, str(tmp_path))
+    sweep = load_sweep(REPO / "sweeps" / "smoke.yaml", name="mine", trials=2, storage=tmp_path, data_dir=str(tmp_path))
+    assert (sweep.name, sweep.search.trials, sweep.storage, sweep.data.dir) == ("mine", 2, str(tmp_path), str(tmp_path))
     with pytest.raises(ConfigError, match="unknown override 'epochs'"):
         load_sweep(REPO / "sweeps" / "smoke.yaml", epochs=1)
     with pytest.raises(ConfigError, match="search.trials"):

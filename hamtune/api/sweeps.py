@@ -16,7 +16,8 @@ def load_sweep(path: str | os.PathLike[str], **overrides: Any) -> SweepConfig:
     return with_overrides(read_sweep(path), **overrides)
 
 
-def run_sweep(sweep: SweepConfig | str | os.PathLike[str], data: str | None = None, storage: str | None = None, *,
+def run_sweep(sweep: SweepConfig | str | os.PathLike[str], data: str | os.PathLike[str] | None = None,
+              storage: str | os.PathLike[str] | None = None, *,
               name: str | None = None, trials: int | None = None, resume: bool = False,
               address: str | None = None, dry_run: bool = False, verbose: bool = False) -> Experiment | None:
     """Run a sweep (a `SweepConfig` or a sweep file's path) to its end and open the experiment it wrote.

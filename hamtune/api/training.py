@@ -7,6 +7,7 @@ sweep could try; the trial then runs through the same `run_trial` as a sweep's t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,8 +27,9 @@ def _echo(line: str) -> None:
 
 def train(model: str = "densenet121", *, learning_rate: float = 1e-3, dropout: float = 0.3,
           unfreeze_depth: int | None = None, class_weight_power: float = 0.5,
-          data: str | None = None, format: str = "auto", image_size: int = 224, val: float = 0.15,
-          test: float = 0.15, split_seed: int = 0, cache_dir: str | None = None,
+          data: str | os.PathLike[str] | None = None, format: str = "auto", image_size: int = 224, val: float = 0.15,
+          test: float = 0.15, split_seed: int = 0,
+          cache_dir: str | os.PathLike[str] | None = None,
           epochs: int = 5, warmup_epochs: int | None = None, batch_size: int = 32, patience: int = 5,
           fine_tune_lr_scale: float = 0.1, weights: str = "imagenet", augmentation: str = "auto",
           backend: str = "tensorflow", mixed_precision: str | bool = "float16", cpus: float = 2, seed: int = 0,
