@@ -6,7 +6,7 @@ The names every other package uses are re-exported here.
 """
 
 from hamtune.config.io import OVERRIDES, load_sweep, to_dict, with_overrides
-from hamtune.config.parsing import parse_sweep
+from hamtune.config.parsing import parse_point, parse_sweep
 from hamtune.config.types import (
     AUGMENTATIONS,
     AUTO_AUGMENTATION,
@@ -35,6 +35,6 @@ __all__ = [
     "AUGMENTATIONS", "AUTO_AUGMENTATION", "BACKENDS", "OVERRIDES", "PRECISION_POLICIES",
     "SAMPLERS", "SCRATCH", "TRANSFER", "DataConfig", "FailuresConfig", "FloatRange", "IntRange",
     "ModelResources", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "SpaceConfig", "SweepConfig",
-    "SyntheticConfig", "TrackingConfig", "TrainingConfig", "TrialPoint", "load_sweep", "parse_sweep",
+    "SyntheticConfig", "TrackingConfig", "TrainingConfig", "TrialPoint", "load_sweep", "parse_point", "parse_sweep",
     "to_dict", "with_overrides",
 ]

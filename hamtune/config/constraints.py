@@ -111,6 +111,8 @@ class Location:
     directory: bool = False
 
     def clean(self, value: Any) -> Any:
+        if isinstance(value, os.PathLike):  # a `pathlib.Path` from Python (`hamtune.api`)
+            value = os.fspath(value)
         if not isinstance(value, str) or not value.strip():
             raise ValueError("")
         if "://" in value:

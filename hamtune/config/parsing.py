@@ -16,8 +16,9 @@ from typing import Any
 
 from hamtune.backbones import BACKBONES, max_unfreeze_depth
 from hamtune.config.constraints import INVALID, REQUIRED, Field, GpuCount, Interval, Location, Nullable, OneOf
-from hamtune.config.schema import COUNT, CPUS, DEPTH_RANGE, SCHEDULER_NONE, WEIGHTS_RULE, schema
+from hamtune.config.schema import COUNT, CPUS, DEPTH_RANGE, DOMAINS, SCHEDULER_NONE, WEIGHTS_RULE, schema
 from hamtune.config.types import (
+    SCRATCH,
     DataConfig,
     FailuresConfig,
     FloatRange,
@@ -185,30 +186,63 @@ def _read_points(reader: _Reader, value: Any, space: SpaceConfig | None) -> Any:
         return INVALID
     if space is None:  # the space is invalid: its errors are already reported
         return INVALID
-    spec = {
-        "model": Field(REQUIRED, OneOf(space.models)),
-        **{p: Field(REQUIRED, Interval(float, *_bounds(getattr(space, p)))) for p in FLOAT_HYPERPARAMETERS},
-        "unfreeze_depth": Field(None, Nullable(COUNT)),
-    }
+    bounds = {p: Interval(float, *_bounds(getattr(space, p))) for p in FLOAT_HYPERPARAMETERS}
     points = []
     for i, entry in enumerate(value):
-        key = f"search.points_to_evaluate[{i}]"
-        raw = reader.section(entry, spec, key)
-        if not _valid(*raw.values()):
-            continue
-        depth = space.unfreeze_depth.get(raw["model"])
-        if depth is None:  # trained from scratch
-            if raw["unfreeze_depth"] is not None:
-                reader.errors.append(_SCRATCH_DEPTH.format(key=f"{key}.unfreeze_depth", model=raw["model"]))
-        elif raw["unfreeze_depth"] is None:
-            reader.errors.append(f"{key}.unfreeze_depth is missing; it must be {Interval(int, depth.low, depth.high)} "
-                                 f"for {raw['model']}")
-        else:
-            rule = Interval(int, depth.low, depth.high)
-            ok = depth.low <= raw["unfreeze_depth"] <= depth.high
-            reader.check(ok, f"{key}.unfreeze_depth", f"{rule} for {raw['model']}", raw["unfreeze_depth"])
-        points.append(TrialPoint(**raw))
+        where = f"search.points_to_evaluate[{i}]"
+        point = _read_point(reader, entry, where, space.models, bounds, space.unfreeze_depth,
+                            lambda name, where=where: f"{where}.{name}")
+        if point is not None:
+            points.append(point)
     return tuple(points)  # incomplete only when errors were reported, and then nothing is built
+
+
+def _read_point(reader: _Reader, entry: Any, where: str, models: tuple[str, ...], bounds: Mapping[str, Interval],
+                depths: Mapping[str, IntRange], key: Callable[[str], str]) -> TrialPoint | None:
+    """One configuration: a model, each float within `bounds`, the depth within the model's range in
+    `depths` (and none for a model absent from it, trained from scratch); `key` names each setting."""
+    if entry is None:
+        entry = {}
+    if not isinstance(entry, Mapping):
+        reader.fail(where, "a mapping", entry)
+        return None
+    spec = {
+        "model": Field(REQUIRED, OneOf(models)),
+        **{p: Field(REQUIRED, bounds[p]) for p in FLOAT_HYPERPARAMETERS},
+        "unfreeze_depth": Field(None, Nullable(COUNT)),
+    }
+    reader.unknown(entry, list(spec), where)
+    raw = {name: reader.field(entry, name, field, key(name)) for name, field in spec.items()}
+    if not _valid(*raw.values()):
+        return None
+    depth, depth_key = depths.get(raw["model"]), key("unfreeze_depth")
+    if depth is None:  # trained from scratch
+        if raw["unfreeze_depth"] is not None:
+            reader.errors.append(_SCRATCH_DEPTH.format(key=depth_key, model=raw["model"]))
+    elif raw["unfreeze_depth"] is None:
+        reader.errors.append(f"{depth_key} is missing; it must be {Interval(int, depth.low, depth.high)} "
+                             f"for {raw['model']}")
+    else:
+        rule = Interval(int, depth.low, depth.high)
+        ok = depth.low <= raw["unfreeze_depth"] <= depth.high
+        reader.check(ok, depth_key, f"{rule} for {raw['model']}", raw["unfreeze_depth"])
+    return TrialPoint(**raw)
+
+
+def parse_point(sweep: SweepConfig, values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> TrialPoint:
+    """One configuration trained on its own (`hamtune train`), by the rules of a sweep file's space.
+
+    Each float may be anything a range in the space may span (`schema.DOMAINS`), the depth any
+    number of the model's blocks in transfer mode and none from scratch. `names` spells each key
+    as the caller's user wrote it (the CLI: its flags), so a message names what to change.
+    """
+    reader = _Reader()
+    depths = {m: IntRange(0, max_unfreeze_depth(m)) for m in sweep.space.models if sweep.training.mode_for(m) != SCRATCH}
+    point = _read_point(reader, values, "", sweep.space.models, DOMAINS, depths,
+                        lambda name: (names or {}).get(name, name))
+    if reader.errors:
+        raise ConfigError(_message(sweep.source, reader.errors))
+    return point
 
 
 def _bounds(bounds: FloatRange) -> tuple[float, float]:

@@ -34,6 +34,13 @@ FRACTION = Interval(float, 0, 1, "neither")
 CPUS = Interval(float, 0, None, "neither")
 BOOL = OneOf((True, False))
 DEPTH_RANGE = {"low": Field(0, COUNT), "high": Field(REQUIRED, COUNT)}
+#: What each float hyperparameter may be: the bounds of its range in a sweep file's space, and of
+#: the value of a configuration trained on its own (`hamtune.config.parse_point`).
+DOMAINS: dict[str, Interval] = {
+    "learning_rate": Interval(float, 0, None, "neither"),
+    "dropout": Interval(float, 0, 1, "left"),
+    "class_weight_power": Interval(float, 0, None),
+}
 SCHEDULER_NONE = "none"
 
 
@@ -57,9 +64,9 @@ def schema(models: tuple[str, ...]) -> dict[str, Any]:
         },
         "space": {
             "models": Field(list(models), Later("a non-empty list of distinct models")),
-            "learning_rate": _float_range(1.0e-5, 1.0e-2, Interval(float, 0, None, "neither"), log=True),
-            "dropout": _float_range(0.0, 0.5, Interval(float, 0, 1, "left")),
-            "class_weight_power": _float_range(0.0, 1.0, Interval(float, 0, None)),
+            "learning_rate": _float_range(1.0e-5, 1.0e-2, DOMAINS["learning_rate"], log=True),
+            "dropout": _float_range(0.0, 0.5, DOMAINS["dropout"]),
+            "class_weight_power": _float_range(0.0, 1.0, DOMAINS["class_weight_power"]),
             "unfreeze_depth": Field(None, Later("a mapping of each model in space.models to {low, high}")),
         },
         "search": {

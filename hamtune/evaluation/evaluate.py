@@ -30,7 +30,7 @@ from hamtune.evaluation.ensemble import average
 from hamtune.evaluation.fitting import check_cpus, Fit, FitJob, run_fits
 from hamtune.evaluation.folds import check_fold_count, grouped_folds
 from hamtune.evaluation.scoring import score_variant
-from hamtune.evaluation.selection import check_top, new_or_empty_dir, open_experiment, top_trials
+from hamtune.evaluation.selection import check_top, new_or_empty_dir, resolve_experiment, top_trials
 from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP
 from hamtune.evaluation.thresholds import check_sensitivity
 from hamtune.keys import OBJECTIVE
@@ -82,7 +82,7 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     from hamtune.evaluation.refit import saved_sweep
 
     _check(top, folds, mel_sensitivity, epochs, cpus, address)
-    experiment = open_experiment(location)
+    experiment = resolve_experiment(location)
     results = load_results([experiment.uri])
     top_table = top_trials(results.trials, top)
     if out is None and experiment.is_remote:

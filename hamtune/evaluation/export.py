@@ -43,14 +43,14 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     from hamtune.config import parse_sweep, to_dict
     from hamtune.training.device import configure_tensorflow
     from hamtune.evaluation.selection import (
-        choose_trial, new_or_empty_dir, open_experiment, trial_params,
+        choose_trial, new_or_empty_dir, resolve_experiment, trial_params,
     )
     from hamtune.store.experiment import CONFIG_FILE
     from hamtune.labels import CLASSES
     from hamtune.store.tables import METRIC_COLUMNS
     from hamtune.training.trial import trial_model, trial_seed
 
-    experiment = open_experiment(location)
+    experiment = resolve_experiment(location)
     trial = choose_trial(load_results([experiment.uri]).trials, rank, trial_id)
     if pd.isna(trial["checkpoint"]):
         raise ExperimentError(f"trial {trial['trial_id']} has no checkpoint to export (status {trial['status']})")

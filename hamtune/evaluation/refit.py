@@ -23,7 +23,7 @@ from hamtune.evaluation.files import CARD_FILE, CONFUSION_FILE, METRICS_FILE, MO
 from hamtune.evaluation.fitting import check_cpus, FitJob, run_fits
 from hamtune.evaluation.intervals import BOOTSTRAP_RESAMPLES, CONFIDENCE, METHOD, score_interval
 from hamtune.evaluation.selection import (
-    choose_trial, new_or_empty_dir, open_experiment, trial_params,
+    choose_trial, new_or_empty_dir, resolve_experiment, trial_params,
 )
 from hamtune.store.experiment import CONFIG_FILE, ExperimentDir
 from hamtune.labels import CLASSES
@@ -97,7 +97,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
 
     check_cpus(cpus)
     check_address(address)
-    experiment = open_experiment(location)
+    experiment = resolve_experiment(location)
     results = load_results([experiment.uri])
     trial = choose_trial(results.trials, rank, trial_id)
     count = int(trial["best_epoch"]) if epochs is None and pd.notna(trial["best_epoch"]) else epochs

@@ -14,7 +14,7 @@ from hamtune.keys import HYPERPARAMETERS, OBJECTIVE
 
 
 
-def open_experiment(location: str) -> ExperimentDir:
+def resolve_experiment(location: str) -> ExperimentDir:
     """The hamtune experiment at `location` (a directory or URI); refuses anything else."""
     experiment = experiment_at(location)
     if not experiment.is_hamtune():

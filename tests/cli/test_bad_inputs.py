@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,6 +33,11 @@ from tests.support.handmade import trial_row, write_results
 
 METADATA = "HAM10000_metadata.csv"
 PART_1 = "HAM10000_images_part_1"
+#: A real experiment made by hamtune 0.1.0 (commit 8402656, the last before the package re-layout) with
+#: `hamtune sweep` on a one-trial synthetic sweep (its sweep.yaml); only its checkpoint arrays (`*.npz`,
+#: 84 MB) were left out, which the refusal never reaches. Its pickled Ray Tune state names
+#: `hamtune.searcher`, `hamtune.progress`, `hamtune.recorder` and `hamtune.sweep`, paths 0.2.0 moved.
+LEGACY_EXPERIMENT = Path(__file__).resolve().parent / "experiment-0.1.0"
 
 VALID_SWEEP: dict[str, Any] = {
     "name": "bad",
@@ -122,6 +128,14 @@ def _existing_experiment(where: Path, inputs: Inputs) -> list[str]:
     return sweep_file(where)
 
 
+def _experiment_of_the_old_layout(where: Path, inputs: Inputs) -> list[str]:
+    """A real experiment made by hamtune 0.1.0, whose Ray state names modules 0.2.0 moved (tests/sweep/)."""
+    shutil.copytree(LEGACY_EXPERIMENT, where / "runs" / "legacy")
+    text = (LEGACY_EXPERIMENT / "sweep.yaml").read_text().replace("/tmp/legacy/runs", str(where / "runs"))
+    (where / "legacy.yaml").write_text(text)
+    return ["sweep", str(where / "legacy.yaml"), "--resume"]
+
+
 def _foreign_directory(where: Path, inputs: Inputs) -> list[str]:
     (where / "runs" / "bad").mkdir(parents=True)
     (where / "runs" / "bad" / "experiment_state.pkl").write_bytes(b"not yours to unpickle")
@@ -203,6 +217,8 @@ CASES = [
     Case("existing experiment name without --resume", _existing_experiment, ("runs/bad", "already exists", "--resume")),
     Case("--resume of a directory that is not a hamtune experiment", _foreign_directory,
          ("runs/bad", "not a hamtune experiment")),
+    Case("--resume of an experiment started before the 0.2.0 re-layout", _experiment_of_the_old_layout,
+         ("runs/legacy", "hamtune 0.1.0", "pip install 'hamtune==0.1.0'", "--name")),
     Case("more GPUs per trial than any node has", lambda w, i: sweep_file(w, resources__gpus_per_trial=1),
          ("resources", "1 GPU", "gpus_per_trial")),
     Case("a weights file for the wrong architecture", _wrong_weights,
@@ -324,7 +340,8 @@ def test_the_catalogue_covers_every_bad_input_the_issue_lists() -> None:
               "more GPUs per trial than any node has", "missing data directory", "metadata missing a column",
               "unknown label", "duplicate image id", "corrupt image", "a class too small to split",
               "existing experiment name without --resume",
-              "--resume of a directory that is not a hamtune experiment", "a weights file for the wrong architecture",
+              "--resume of a directory that is not a hamtune experiment",
+              "--resume of an experiment started before the 0.2.0 re-layout", "a weights file for the wrong architecture",
               "a sweep's weights file for the wrong architecture, refused before any trial",
               "a search seed that the trials' seed offsets would push past numpy's range",
               "--storage naming an existing file", "a cache directory that is a file",

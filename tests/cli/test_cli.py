@@ -49,9 +49,13 @@ def test_check_reports_problems_with_file_and_row(capsys: pytest.CaptureFixture,
     (["data", "split", "/no/such.csv", "--out", "x.csv"], "no/such.csv"),
     (["sweep", "/no/such/sweep.yaml"], "no/such/sweep.yaml"),
     (["train", "--model", "resnet50", "--weights", "none"], "resnet50"),
-    (["train", "--model", "densenet121", "--unfreeze-depth", "99", "--weights", "imagenet"], "58"),
-        (["train", "--unfreeze-depth", "3", "--weights", "none"], "does not apply with --weights none"),
-    (["train", "--learning-rate", "-1", "--weights", "none"], "learning"),
+    (["train", "--model", "densenet121", "--unfreeze-depth", "99", "--weights", "imagenet"],
+     "--unfreeze-depth must be an int in [0, 58] for densenet121, got 99"),
+    (["train", "--unfreeze-depth", "3", "--weights", "none"], "--unfreeze-depth does not apply with --weights none"),
+    (["train", "--warmup-epochs", "1", "--weights", "none"], "--warmup-epochs does not apply with --weights none"),
+    (["train", "--learning-rate", "-1", "--weights", "none"], "--learning-rate must be a float in (0, inf), got -1.0"),
+    (["train", "--dropout", "1", "--weights", "none"], "--dropout must be a float in [0, 1), got 1.0"),
+    (["train", "--class-weight-power", "-0.5", "--weights", "none"], "--class-weight-power must be a float in [0, inf)"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
     code, _, err = run(capsys, *args)
@@ -134,3 +138,8 @@ def test_every_flag_of_every_command_is_explained_with_its_default(command: str,
 def test_an_interrupted_sweep_names_the_command_that_continues_it() -> None:
     args = build_parser().parse_args(["sweep", "my sweep.yaml", "--storage", "s3://b/runs", "--trials", "9"])
     assert resume_command(args) == "hamtune sweep 'my sweep.yaml' --storage s3://b/runs --resume"
+
+
+def test_the_default_sweep_file_exists() -> None:
+    args = build_parser().parse_args(["sweep"])
+    assert Path(args.sweep_file).is_file() and Path(args.sweep_file).name == "smoke.yaml"

@@ -488,3 +488,19 @@ def test_augmentation_is_validated() -> None:
     assert parse_sweep({"name": "a", "training": {"augmentation": "none"}}).training.augmentation_for("densenet121") == "none"
     with pytest.raises(ConfigError, match=r"training\.augmentation must be one of auto, none, flips, full, got 'strong'"):
         parse_sweep({"name": "a", "training": {"augmentation": "strong"}})
+
+
+def test_a_point_on_its_own_may_be_anything_a_space_may_span_and_its_messages_use_the_callers_names() -> None:
+    from hamtune.config import parse_point
+
+    transfer = parse_sweep({"name": "one", "space": {"models": ["densenet121"]}}, source="command line")
+    point = parse_point(transfer, {**POINT, "learning_rate": 0.5, "unfreeze_depth": 58})  # outside the default space
+    assert (point.learning_rate, point.unfreeze_depth) == (0.5, 58)
+    with pytest.raises(ConfigError, match=r"^command line: --unfreeze-depth must be an int in \[0, 58\] for densenet121"):
+        parse_point(transfer, {**POINT, "unfreeze_depth": 59}, {"unfreeze_depth": "--unfreeze-depth"})
+    with pytest.raises(ConfigError, match=r"^command line: dropout must be a float in \[0, 1\), got 1\.0$"):
+        parse_point(transfer, {**POINT, "dropout": 1.0})
+    scratch = parse_sweep({"name": "one", "space": {"models": ["densenet121"]}, "training": {"weights": "none"}})
+    assert parse_point(scratch, {**POINT, "unfreeze_depth": None}).unfreeze_depth is None
+    with pytest.raises(ConfigError, match="unfreeze_depth does not apply"):
+        parse_point(scratch, POINT)

@@ -29,7 +29,7 @@ from hamtune.evaluation.refit import (
     refit,
     summary,
 )
-from hamtune.evaluation.selection import choose_trial, open_experiment
+from hamtune.evaluation.selection import choose_trial, resolve_experiment
 from tests.support.handmade import trial_row, write_results
 from tests.support.real_sweep import run_tiny_sweep
 from tests.support.figures import assert_png
@@ -118,7 +118,7 @@ def handmade_experiment(tmp_path: Path) -> Path:
 
 def test_a_directory_that_is_not_an_experiment_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExperimentError, match="is not a hamtune experiment"):
-        open_experiment(str(tmp_path))
+        resolve_experiment(str(tmp_path))
 
 
 def test_zero_epochs_is_a_config_error(handmade_experiment: Path) -> None:

@@ -231,11 +231,11 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path) ->
 @pytest.mark.ray
 def test_analysis_of_a_real_sweep(tiny_sweep: Path) -> None:
     analysis = analyze([str(tiny_sweep)])
-    assert analysis.sweeps == ("tiny",)
+    assert analysis.sweeps == ("notebook",)
     assert len(analysis.trials) == 2 and analysis.trials["rank"].notna().all()
     assert analysis.leaderboard["val_macro_f1"].is_monotonic_decreasing
     assert analysis.models.loc[0, "trials"] == 2 and analysis.hours_unit == "training hours"
     assert analysis.models.loc[0, "training_hours"] > 0
     split = pd.read_csv(tiny_sweep / "split.csv")
     assert analysis.per_class["support"].sum() == (split["split"] == "val").sum()
-    assert analysis.sources["tiny"].study == StudyLocation(str(tiny_sweep / JOURNAL_FILE), "tiny")
+    assert analysis.sources["notebook"].study == StudyLocation(str(tiny_sweep / JOURNAL_FILE), "notebook")

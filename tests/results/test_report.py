@@ -140,4 +140,4 @@ def test_report_of_a_real_sweep(tmp_path_factory: pytest.TempPathFactory, hamtun
     drawn = [plot for plot in PLOTS if plot != "param_importances"]  # two trials: too few to assess
     html = check_report(files, tmp_path, OWN_PLOTS, drawn)
     assert "2 scored trial(s), at least 3 needed" in html
-    assert "tiny: Optuna&#x27;s plots draw the study the sweep kept (study &#x27;tiny&#x27;" in html
+    assert "notebook: Optuna&#x27;s plots draw the study the sweep kept (study &#x27;notebook&#x27;" in html

@@ -1,4 +1,5 @@
-"""Real sweeps for tests: one tiny synthetic sweep per session (analysis, report, refit) and real dev-set subsets."""
+"""Real sweeps for tests: the README's API example as the session's tiny sweep (analysis, report, refit), and
+real dev-set subsets."""
 
 from __future__ import annotations
 
@@ -9,26 +10,40 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.shared import REPO
 from tests.support.sweeps import hamtune_env, tiny_sweep_yaml
 
 
-def run_tiny_sweep(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
-    """Run (once per session) two one-epoch DenseNet121 trials on synthetic 32 px images; returns the experiment.
+#: What marks the README's Python API example: the python block after it is run as written.
+EXAMPLE_MARKER = "<!-- python-api-example"
 
-    Run through the `hamtune` command in a subprocess, as a user would, so Ray never starts in
-    the test process. The result lives under the session's base temp directory, so every test
-    module that asks gets the same experiment.
+
+def readme_example() -> str:
+    """The README's Python API example: the first python block after its marker."""
+    text = (REPO / "README.md").read_text()
+    return text[text.index(EXAMPLE_MARKER):].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def run_tiny_sweep(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
+    """Run (once per session) the README's Python API example on two one-epoch DenseNet121 trials; returns
+    the experiment it wrote.
+
+    The example runs as written, in a subprocess as a notebook would (so Ray never starts in the
+    test process), in a directory whose `sweeps/smoke.yaml` is a tiny sweep: synthetic 32 px images,
+    transfer mode from the suite's weights file. Its output is kept beside it (`example.out`), and
+    the experiment lives under the session's base temp directory, so every test module that asks
+    gets the same one.
     """
     root = tmp_path_factory.getbasetemp() / "tiny-sweep"
-    experiment = root / "runs" / "tiny"
+    experiment = root / "hamtune-runs" / "notebook"
     if not (experiment / "trials.parquet").is_file():
-        root.mkdir(exist_ok=True)
-        sweep_file = root / "tiny.yaml"
-        sweep_file.write_text(tiny_sweep_yaml("tiny", root / "runs", models=("densenet121",), trials=2, epochs=1))
-        result = subprocess.run(
-            [sys.executable, "-m", "hamtune", "sweep", str(sweep_file)], cwd=root, env=hamtune_env(cache),
-            capture_output=True, text=True, timeout=900,
-        )
+        (root / "sweeps").mkdir(parents=True, exist_ok=True)
+        (root / "sweeps" / "smoke.yaml").write_text(
+            tiny_sweep_yaml("smoke", Path("hamtune-runs"), models=("densenet121",), trials=2, epochs=1))
+        (root / "example.py").write_text(readme_example())
+        result = subprocess.run([sys.executable, "example.py"], cwd=root, env=hamtune_env(cache),
+                                capture_output=True, text=True, timeout=900)
+        (root / "example.out").write_text(result.stdout)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return experiment
 

@@ -251,7 +251,7 @@ def test_export_writes_the_best_epoch_model_that_reproduces_its_val_macro_f1(
     from hamtune.store.experiment import CONFIG_FILE
     from hamtune.evaluation.files import CONTRACT_FILE as INFO_FILE, MODEL_FILE as KERAS_FILE, SAVED_MODEL_DIR
     from hamtune.training.models import load_model
-    from hamtune.evaluation.selection import open_experiment
+    from hamtune.evaluation.selection import resolve_experiment
 
     monkeypatch.setenv("HAMTUNE_CACHE_DIR", str(hamtune_cache))
     out = tmp_path / "exported"
@@ -264,7 +264,7 @@ def test_export_writes_the_best_epoch_model_that_reproduces_its_val_macro_f1(
     assert info["trial_id"] == trials["trial_id"].iloc[0] and info["input"]["height"] == 32
     assert info["classes"] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
-    experiment = open_experiment(str(real_sweep))
+    experiment = resolve_experiment(str(real_sweep))
     sweep = parse_sweep(json.loads(experiment.read_text(CONFIG_FILE)))
     data = prepare_saved(sweep.data, experiment, needs="the test")
     val = data.positions("val")
