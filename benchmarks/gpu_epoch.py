@@ -49,7 +49,7 @@ import pandas as pd
 from hamtune.config import load_sweep
 from hamtune.labels import NUM_CLASSES
 from hamtune.training.models import build_model, freeze_backbone, unfreeze
-from hamtune.training.trial import compile_model
+from hamtune.training.warm import compile_model
 from machine import machine  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]

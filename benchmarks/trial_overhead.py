@@ -79,7 +79,8 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
     open_cache(data.index, data.image_size, data.cache_dir)
     lap("data attach")
     params = {"model": model, **PARAMS}
-    model_, images = build_trial_model(params, training, data, 1, False, seed=0)
+    trial_model, images = build_trial_model(params, training, data, 1, False, seed=0)
+    model_ = trial_model.model
     train_pos, val_pos = data.positions("train"), data.positions("val")
     y_train, y_val = data.labels(train_pos), data.labels(val_pos)
     val_ds = make_dataset(images, val_pos, y_val, batch_size=training.batch_size)
@@ -88,7 +89,7 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
 
     fits: list[tuple[int, float]] = []
     state = TrialState()
-    epochs = train_epochs(model_, params, training, images, train_pos, y_train, seed=0)
+    epochs = train_epochs(trial_model, params, training, images, train_pos, y_train, seed=0)
     for result in epochs:
         times["compile"] = times.get("compile", 0.0) + time.time() - tick - result.seconds
         fits.append((result.phase, result.seconds))
@@ -102,11 +103,11 @@ def child(prepared: Path, model: str, spawned: float, out: Path) -> None:
         state.record(result.epoch, metrics)
         lap("metrics")
         with tempfile.TemporaryDirectory() as directory:
-            full_checkpoint(Path(directory), model_)
+            full_checkpoint(Path(directory), trial_model.compiled)
             times["checkpoint bytes before"] = directory_bytes(Path(directory))
             lap("checkpoint before")
         with tempfile.TemporaryDirectory() as directory:
-            save_checkpoint(Path(directory), model_, state, result.phase)
+            save_checkpoint(Path(directory), trial_model.compiled, state, result.phase)
             times["checkpoint bytes after"] = directory_bytes(Path(directory))
             lap("checkpoint after")
 

@@ -95,6 +95,8 @@ def schema(models: tuple[str, ...]) -> dict[str, Any]:
             "mixed_precision": Field(True, OneOf(tuple(PRECISION_POLICIES))),
             "augmentation": Field("auto", OneOf(AUGMENTATIONS)),
             "backend": Field("tensorflow", OneOf(BACKENDS)),
+            "warm_trials": Field(True, BOOL),
+            "seed_per_trial": Field(False, BOOL),
         },
         "resources": {
             "cpus_per_trial": Field(2.0, CPUS),

@@ -114,6 +114,10 @@ class TrainingConfig:
     mixed_precision: bool | str
     augmentation: str = "auto"
     backend: str = "tensorflow"
+    #: Reuse a worker's built and compiled model for its next trial (`hamtune.training.warm`).
+    warm_trials: bool = True
+    #: Give each trial its own starting weights and batch order (else one per backbone).
+    seed_per_trial: bool = False
 
     def weights_for(self, model: str) -> str:
         """The weights setting of one model's backbone."""

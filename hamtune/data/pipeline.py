@@ -86,9 +86,17 @@ def _tf_dataset(
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
     options.autotune.enabled = False
-    order = tf.data.Dataset.range(len(positions))
     if shuffle:
-        order = order.shuffle(len(positions), seed=seed, reshuffle_each_iteration=True)
+        # Drawn by NumPy, as `CacheBatches` draws it, not by `Dataset.shuffle`: that one also
+        # follows TensorFlow's global seed, which hamtune never sets (`training.device.set_seed`).
+        # Each iteration (epoch) draws the next permutation of the same generator.
+        rng = np.random.default_rng(seed)
+        order = tf.data.Dataset.from_generator(
+            lambda: iter((rng.permutation(len(positions)),)),
+            output_signature=tf.TensorSpec([len(positions)], tf.int64),
+        ).unbatch().apply(tf.data.experimental.assert_cardinality(len(positions)))  # Keras counts the steps
+    else:
+        order = tf.data.Dataset.range(len(positions))
     return (
         order.batch(batch_size)
         .map(load, num_parallel_calls=_PARALLEL_BATCHES, deterministic=True)

@@ -10,7 +10,7 @@ what calibration and the melanoma threshold are fitted on, so test stays untouch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from hamtune.evaluation.fitting import Fit, FitJob
 from hamtune.evaluation.selection import trial_params
 from hamtune.keys import OBJECTIVE
 from hamtune.metrics import HEADLINE_SCORES
+
+if TYPE_CHECKING:
+    from hamtune.config import SweepConfig
 
 
 class Candidate(NamedTuple):
@@ -40,7 +43,7 @@ class CrossValidation(NamedTuple):
     chosen: int  # index of the configuration with the best mean CV macro F1
 
 
-def candidates(top: pd.DataFrame, search_seed: int, epochs: int | None = None) -> list[Candidate]:
+def candidates(top: pd.DataFrame, sweep: SweepConfig, epochs: int | None = None) -> list[Candidate]:
     """The top trials as configurations to retrain: parameters, epoch count and seed as the trial had."""
     from hamtune.training.trial import trial_seed
 
@@ -48,7 +51,7 @@ def candidates(top: pd.DataFrame, search_seed: int, epochs: int | None = None) -
     for _, trial in top.iterrows():
         params = trial_params(trial)
         result.append(Candidate(str(trial["trial_id"]), params, int(trial["best_epoch"]) if epochs is None else epochs,
-                                trial_seed(search_seed, params), int(trial["rank"]), float(trial[OBJECTIVE.name])))
+                                trial_seed(sweep.search.seed, params, sweep.training), int(trial["rank"]), float(trial[OBJECTIVE.name])))
     return result
 
 

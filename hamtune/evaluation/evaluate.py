@@ -96,7 +96,7 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     table = data.index.table
     y_dev, y_test = data.labels(dev), data.labels(test)
     held_out = grouped_folds(y_dev, table["lesion_id"].to_numpy()[dev], folds, seed=sweep.search.seed)
-    configs = candidates(top_table, sweep.search.seed, epochs)
+    configs = candidates(top_table, sweep, epochs)
     cpus = cpus or len(os.sched_getaffinity(0))
 
     logger.info("cross-validating the top %d configuration(s) on %d lesion-grouped folds of %d train+val "

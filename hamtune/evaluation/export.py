@@ -57,7 +57,7 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     target = new_or_empty_dir(out)
     sweep = parse_sweep(json.loads(experiment.read_text(CONFIG_FILE)), source=f"{experiment.uri}/{CONFIG_FILE}")
     params = trial_params(trial)
-    seed = trial_seed(sweep.search.seed, params)
+    seed = trial_seed(sweep.search.seed, params, sweep.training)
 
     configure_tensorflow(1, None, mixed_precision=False)  # inference files: float32 whatever the trial used
     model = trial_model(params, sweep.training, sweep.data.image_size, seed)

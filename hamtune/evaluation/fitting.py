@@ -70,16 +70,17 @@ def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, us
         logger.info("%s: epoch %d (phase %d): train_loss %.4f", job.name, result.epoch, result.phase,
                     result.train_loss)
     dataset = make_dataset(images, job.predict, data.labels(job.predict), batch_size=sweep.training.batch_size)
-    proba = make_predictor(model)(dataset)  # the trials' own evaluation path
-    tta_proba = make_predictor(with_tta(model))(dataset) if job.tta else None
+    proba = model.predictor(dataset)  # the trials' own evaluation path
+    tta_proba = make_predictor(with_tta(model.model))(dataset) if job.tta else None
     model_file = None
     if job.keep_model:
         with tempfile.TemporaryDirectory(prefix="hamtune-fit-") as tmp:
-            model.save(Path(tmp) / MODEL_FILE)
+            model.model.save(Path(tmp) / MODEL_FILE)
             model_file = (Path(tmp) / MODEL_FILE).read_bytes()
-    import keras
+    if not sweep.training.warm_trials:
+        import keras
 
-    keras.backend.clear_session()  # the next run in this process starts from a clean slate
+        keras.backend.clear_session()  # the next run in this process starts from a clean slate
     return Fit(proba, tta_proba, model_file, seconds)
 
 

@@ -108,7 +108,7 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     test = data.index.table.iloc[data.positions("test")]
 
     params = trial_params(trial)
-    seed = trial_seed(sweep.search.seed, params)  # as the trial trained
+    seed = trial_seed(sweep.search.seed, params, sweep.training)  # as the trial trained
     fit_pos = np.sort(np.concatenate([data.positions("train"), data.positions("val")]))
     job = FitJob(f"refit of trial {trial['trial_id']}", params, count, seed, fit_pos, data.positions("test"),
                  keep_model=True)

@@ -58,6 +58,7 @@ def dry_run_report(sweep: SweepConfig, data: PreparedData, experiment: Experimen
     lines += [f"  {line}" for line in describe_space(sweep.space)]
     lines += ["", "training mode per model:"]
     lines += [f"  {name}: {describe_mode(sweep, name)}" for name in sweep.space.models]
+    lines += ["", f"warm trials: {describe_warm(sweep)}"]
     lines += ["", "per-trial resources and trials that fit at once on this cluster:"]
     for name in sweep.space.models:
         need = sweep.resources.for_model(name)
@@ -78,6 +79,28 @@ def describe_mode(sweep: SweepConfig, model: str) -> str:
         return f"from scratch (weights none): the whole network trains from epoch 1, BatchNorm in training mode; {augmentation}"
     return (f"transfer from {training.weights_for(model)}: {training.warmup_epochs} head-only epoch(s), then the top "
             f"unfreeze_depth blocks at learning_rate x {training.fine_tune_lr_scale:g}; {augmentation}")
+
+
+def describe_warm(sweep: SweepConfig) -> str:
+    """What a worker reuses from one trial to the next (`training.warm_trials`), for the dry run.
+
+    Ray Tune hands a finished trial's worker only to a trial with the same resources, so models
+    with different per-model `resources` never share a worker.
+    """
+    if not sweep.training.warm_trials:
+        return "off: every trial starts a new worker, builds its model and traces its training step"
+    text = ("on: a worker keeps its built, compiled model for its next trial of the same backbone "
+            "(reset to the trial's starting weights, with a fresh optimizer); ")
+    groups: dict[tuple[float, float], list[str]] = {}
+    for name in sweep.space.models:
+        need = sweep.resources.for_model(name)
+        groups.setdefault((need.cpus, need.gpus), []).append(name)
+    if len(groups) == 1 and len(sweep.space.models) > 1:
+        return text + f"{' and '.join(sweep.space.models)} trials share workers (same resources), each keeping one model per backbone"
+    if len(groups) == 1:
+        return text + "the first trial on each worker builds and traces"
+    return text + ("trials of models with different resources never share a worker: "
+                   + "; ".join(f"{', '.join(names)} ({cpus:g} CPU, {gpus:g} GPU)" for (cpus, gpus), names in groups.items()))
 
 
 def run_sweep(sweep: SweepConfig, address: str | None = None, resume: bool = False,

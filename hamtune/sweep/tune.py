@@ -56,7 +56,7 @@ def tune_trial(config: dict[str, Any], data: PreparedData, training: Any, seed: 
     run = partial(
         run_trial, config, training, data.on_this_node(), TuneReporter(),
         cpus=resources.get("CPU", 1), use_gpu=bool(ray.get_gpu_ids()),
-        seed=trial_seed(seed, config), gpu_share=resources.get("GPU", 0),
+        seed=trial_seed(seed, config, training), gpu_share=resources.get("GPU", 0),
     )
     checkpoint = tune.get_checkpoint()
     try:
@@ -136,7 +136,8 @@ def make_tuner(sweep: SweepConfig, data: PreparedData, experiment: ExperimentDir
         tune_config=tune.TuneConfig(
             metric=SEARCH_METRIC, mode=OBJECTIVE.mode, search_alg=searcher, scheduler=scheduler,
             num_samples=sweep.search.trials, max_concurrent_trials=sweep.search.max_concurrent,
-            reuse_actors=False, trial_dirname_creator=trial_dirname,
+            # Warm trials: a worker process serves trial after trial, keeping its compiled model.
+            reuse_actors=sweep.training.warm_trials, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=experiment.storage,

@@ -158,8 +158,9 @@ def restore(directory: Path, model: Any, optimizer: bool) -> None:
     if optimizer:
         # Built within its own name scope, as its first `apply` builds it in training: a
         # LossScaleOptimizer's inner Adam then has the paths it had when the checkpoint was written.
-        with keras.name_scope(model.optimizer.name, caller=model.optimizer):
-            model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:
+            with keras.name_scope(model.optimizer.name, caller=model.optimizer):
+                model.optimizer.build(model.trainable_variables)
         _assign(directory / OPTIMIZER_FILE, model.optimizer.variables, "optimizer")
 
 

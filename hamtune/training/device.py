@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hamtune.config import PRECISION_POLICIES
 from hamtune.errors import HamtuneError
@@ -147,21 +150,25 @@ def configure_jax(use_gpu: bool | None, mixed_precision: bool | str, gpu_share: 
 
 
 def set_seed(seed: int) -> None:
-    """`keras.utils.set_random_seed`, without its import of TensorFlow when Keras runs on JAX.
+    """Seed Python, NumPy and Keras's own generator: what `keras.utils.set_random_seed` seeds,
+    except TensorFlow's global seed.
 
-    Keras imports TensorFlow to seed it too whenever it is installed: 6-12 s and its memory in
-    every JAX trial on a machine that has both. With the import refused, Keras counts it absent.
+    Keras draws initial weights, and every `keras.random` call without a seed, from its own
+    generator; hamtune's other random ops take explicit seeds, and the batch order comes from
+    NumPy (`hamtune.data.pipeline`), so TensorFlow's global seed decides nothing here. Setting it
+    would cost a warm trial its head start: `tf.random.set_seed` clears TensorFlow's kernel
+    caches, and the next `fit` of an already traced model instantiated its graph again (15 s
+    against a 2 s epoch, measured at 32 px). Keras would also import TensorFlow to seed it in
+    a JAX trial (6-12 s and its memory).
     """
-    import keras
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
 
-    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
-        keras.utils.set_random_seed(seed)
-        return
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` an ImportError
-    try:
-        keras.utils.set_random_seed(seed)
-    finally:
-        del sys.modules["tensorflow"]
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, None)  # recreated from the seed on first use
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def configure_tensorflow(cpus: float, use_gpu: bool | None, mixed_precision: bool | str) -> bool:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 BACKBONE_LAYER = "backbone"
 """Name of the backbone sub-model inside every built model (`model.get_layer(BACKBONE_LAYER)`)."""
+DROPOUT_LAYER = "dropout"
+"""Name of the head's `TunableDropout`, whose rate a warm trial sets (`model.get_layer(DROPOUT_LAYER)`)."""
 WEIGHTS_BASE_URL_ENV = "HAMTUNE_WEIGHTS_BASE_URL"
 """Environment variable naming a server that holds the ImageNet weights files under their Keras
 file names (`<base>/<file name>`), used instead of Keras's storage: a cluster's own mirror."""
@@ -42,7 +44,7 @@ def build_model(
 
     Graph: uint8 input -> float32 -> augmentation (training only; `augmentation` is "full",
     "flips" or "none") -> the application's preprocessing -> backbone -> global average pooling
-    -> dropout -> float32 softmax (kept float32 under mixed precision).
+    -> dropout (a `TunableDropout`: its rate is a variable) -> float32 softmax (kept float32 under mixed precision).
 
     `weights` is "imagenet", "none" or the path to a weights file of the backbone without its
     top (`include_top=False`), and decides the mode:
@@ -58,6 +60,7 @@ def build_model(
     import keras
 
     from hamtune.training.augment import ApplicationPreprocessing, build_augmentation
+    from hamtune.training.dropout import TunableDropout
 
     spec = get_backbone(backbone)
     if image_size < MIN_IMAGE_SIZE:
@@ -83,7 +86,7 @@ def build_model(
     x = ApplicationPreprocessing(spec.preprocessing, name="preprocessing", dtype="float32")(x)
     x = net(x) if from_scratch else net(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    x = TunableDropout(dropout, seed=seed, name=DROPOUT_LAYER)(x)
     head = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")
     outputs = head(x)
     return keras.Model(inputs, outputs, name=f"hamtune_{spec.name}")
@@ -208,6 +211,7 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:  # noqa: 
     import keras
 
     import hamtune.training.augment  # noqa: F401  registers ApplicationPreprocessing for deserialisation
+    import hamtune.training.dropout  # noqa: F401  registers TunableDropout
 
     path = Path(path)
     if not path.is_file():

@@ -32,8 +32,8 @@ from hamtune.faults import inject
 from hamtune.keys import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC
 from hamtune.metrics import compute_metrics
 from hamtune.training.checkpoint import TrialState, load_state, restore, save_checkpoint
-from hamtune.training.inference import make_predictor
-from hamtune.training.phases import PHASE_HEAD, PHASE_SCRATCH, phase_of
+from hamtune.training.phases import PHASE_FINE_TUNE, phase_of
+from hamtune.training.warm import ModelKey, TrialModel, build, trial_model_for
 
 logger = logging.getLogger(__name__)
 
@@ -57,31 +57,22 @@ class Reporter(Protocol):
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
 
 
-def compile_model(model: Any, learning_rate: float) -> None:
-    """Compile for one training phase: a fresh Adam at `learning_rate` and the weighted loss.
+def trial_seed(seed: int, params: dict[str, Any], training: TrainingConfig) -> int:
+    """The seed a trial trains with, derived from the sweep's seed: its initial weights, the
+    dropout and augmentation draws and the batch order all follow from it.
 
-    Called at each phase boundary (Keras fixes the trainable set at compile time); shared with
-    the tests and benchmarks so they train exactly what a trial trains.
+    By default it depends on the backbone only (common random numbers): every trial of a model
+    starts from the same weights and sees the same batches, so two trials differ by their
+    hyperparameters alone, and a warm worker keeps that one starting point. With
+    `training.seed_per_trial` it also varies with the hyperparameters, as before 0.2.0. Either
+    way it is stable across retries and re-runs, whatever trial id Ray gives a trial, and a
+    refit trains with its trial's seed.
     """
-    import keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="sparse_categorical_crossentropy",
-        weighted_metrics=[],
-    )
-
-
-def trial_seed(seed: int, params: dict[str, Any]) -> int:
-    """The seed a trial trains with: the sweep's seed, varied by the trial's hyperparameters.
-
-    Stable across retries (a retry rebuilds the frozen backbone from it, see `_trained_variables`)
-    and across runs: the same configuration in a re-run of a sweep trains with the same seed,
-    whatever random trial id Ray gives it, and so does its refit.
-    """
-    key = json.dumps([str(params["model"]), float(params["learning_rate"]), float(params["dropout"]),
-                      int(params["unfreeze_depth"]), float(params["class_weight_power"])])
-    return seed + zlib.crc32(key.encode()) % 10_000
+    fields = [str(params["model"])]
+    if training.seed_per_trial:
+        fields += [float(params["learning_rate"]), float(params["dropout"]), int(params["unfreeze_depth"]),
+                   float(params["class_weight_power"])]
+    return seed + zlib.crc32(json.dumps(fields).encode()) % 10_000
 
 
 @dataclass(frozen=True)
@@ -97,34 +88,32 @@ class EpochResult:
 def build_trial_model(
     params: dict[str, Any], training: TrainingConfig, data: PreparedData, cpus: float, use_gpu: bool | None,
     seed: int, gpu_share: float = 1.0,
-) -> tuple[Any, np.ndarray]:
-    """Configure the backend and devices, seed, attach the image cache and build the model in its mode.
+) -> tuple[TrialModel, np.ndarray]:
+    """Configure the backend and devices, seed, attach the image cache and get the model at its start.
 
-    Shared by trials and refits, so a refit trains exactly the model a trial trained.
-    Returns the model and the cached images (rows in `data.index.table` order).
+    Shared by trials and refits, so a refit trains exactly the model a trial trained. The model
+    is this process's warm one when `training.warm_trials` (see `hamtune.training.warm`).
+    Returns it and the cached images (rows in `data.index.table` order).
     """
     configure(training.backend, cpus, use_gpu, training.mixed_precision, gpu_share)
     from hamtune.data.cache import open_cache
 
     set_seed(seed)
     cache = open_cache(data.index, data.image_size, data.cache_dir)
-    return trial_model(params, training, data.image_size, seed), cache.images
+    key = ModelKey.of(params, training, data.image_size)
+    model = trial_model_for(key, seed, float(params["dropout"]), warm=training.warm_trials)
+    set_seed(seed)  # the batch order's seeds, as after a fresh build
+    return model, cache.images
 
 
 def trial_model(params: dict[str, Any], training: TrainingConfig, image_size: int, seed: int) -> Any:
-    """The network a trial with `params` trains (backbone, weights, dropout, augmentation): the one
-    place that says so, for trials, refits and `hamtune export`, which loads a checkpoint into it."""
-    from hamtune.training.models import build_model
-
-    return build_model(
-        params["model"], image_size, float(params["dropout"]),
-        weights=training.weights_for(params["model"]), seed=seed,
-        augmentation=training.augmentation_for(params["model"]),
-    )
+    """The network a trial with `params` trains (backbone, weights, dropout, augmentation), newly
+    built: what `hamtune export` loads a checkpoint into."""
+    return build(ModelKey.of(params, training, image_size), seed, float(params["dropout"]))
 
 
 def train_epochs(
-    model: Any,
+    model: TrialModel,
     params: dict[str, Any],
     training: TrainingConfig,
     images: np.ndarray,
@@ -140,40 +129,34 @@ def train_epochs(
     The training half of a trial, without validation: class-weighted batches reshuffled per
     epoch. From scratch the whole network trains at the learning rate from the first epoch; in
     transfer mode the head-only warm-up comes first, then the top blocks unfrozen with a fresh
-    optimizer at the scaled learning rate. `resume` = (checkpoint directory, phase it was
+    optimizer at the scaled learning rate. `model` is at its starting point; each phase's
+    compiled model comes from it (`TrialModel.phase`). `resume` = (checkpoint directory, phase it was
     written in) restores weights and, within the same phase, the optimizer. Raises
     TrialDiverged on a non-finite loss.
     """
-    from hamtune.data.pipeline import make_dataset
     from hamtune.data.class_weights import class_weights, sample_weights
-    from hamtune.training.models import freeze_backbone, unfreeze
+    from hamtune.data.pipeline import make_dataset
 
     model_name = params["model"]
     depth = int(params["unfreeze_depth"])
     from_scratch = training.mode_for(model_name) == SCRATCH
     weights = sample_weights(labels, class_weights(labels, float(params["class_weight_power"])))
-    phase = None
+    phase, compiled = None, None
     for epoch in range(start + 1, (training.epochs if stop is None else stop) + 1):
         if phase_of(epoch, training.warmup_epochs, depth, from_scratch) != phase:
             phase = phase_of(epoch, training.warmup_epochs, depth, from_scratch)
-            if phase == PHASE_SCRATCH:
-                compile_model(model, float(params["learning_rate"]))
-            elif phase == PHASE_HEAD:
-                freeze_backbone(model)
-                compile_model(model, float(params["learning_rate"]))
-            else:
-                unfreeze(model, model_name, depth)
-                compile_model(model, float(params["learning_rate"]) * training.fine_tune_lr_scale)
+            scale = training.fine_tune_lr_scale if phase == PHASE_FINE_TUNE else 1.0
+            compiled = model.phase(phase, depth, float(params["learning_rate"]) * scale)
             if resume is not None:
-                restore(resume[0], model, optimizer=resume[1] == phase)
+                restore(resume[0], compiled, optimizer=resume[1] == phase)
                 resume = None
-        inject("epoch", model, epoch=epoch, start=start, **params)
+        inject("epoch", compiled, epoch=epoch, start=start, **params)
         train_ds = make_dataset(
             images, positions, labels, weights,
             batch_size=training.batch_size, shuffle=True, seed=seed + epoch,
         )
         tick = time.perf_counter()
-        history = model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
+        history = compiled.fit(train_ds, epochs=1, verbose=0, shuffle=False)
         seconds = time.perf_counter() - tick
         train_loss = float(history.history["loss"][-1])
         if not math.isfinite(train_loss):
@@ -208,8 +191,9 @@ def run_trial(
     train_pos, val_pos = data.positions("train"), data.positions("val")
     y_train, y_val = data.labels(train_pos), data.labels(val_pos)
     val_ds = make_dataset(images, val_pos, y_val, batch_size=training.batch_size)
-    predict = make_predictor(model)
-    logger.info("model built and data attached in %.1fs", time.perf_counter() - started)
+    predict = model.predictor
+    logger.info("model %s and data attached in %.1fs", "reset" if model.warm else "built",
+                time.perf_counter() - started)
 
     state, saved_phase = load_state(checkpoint_dir) if checkpoint_dir else (TrialState(), 0)
     resume = (checkpoint_dir, saved_phase) if checkpoint_dir else None
@@ -231,7 +215,7 @@ def run_trial(
             if reporter.wants_checkpoints:
                 with tempfile.TemporaryDirectory(prefix="hamtune-ckpt-") as tmp:
                     inject("checkpoint", epoch=result.epoch, **params)
-                    save_checkpoint(Path(tmp), model, state, result.phase)
+                    save_checkpoint(Path(tmp), model.compiled, state, result.phase)
                     reporter.report(row, Path(tmp))
             else:
                 reporter.report(row, None)

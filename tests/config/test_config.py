@@ -199,10 +199,10 @@ def test_the_highest_search_seed_leaves_room_for_every_trial_seed() -> None:
 
     from hamtune.training.trial import trial_seed
 
-    top = parse_sweep({"name": "x", "search": {"seed": 2**31 - 1}}).search.seed
+    sweep = parse_sweep({"name": "x", "search": {"seed": 2**31 - 1}, "training": {"seed_per_trial": True}})
     for i in range(1000):
         point = {**POINT, "learning_rate": 1.0e-5 * (1 + i), "dropout": i % 50 / 100}
-        np.random.RandomState(trial_seed(top, point))  # ValueError past 2**32 - 1
+        np.random.RandomState(trial_seed(sweep.search.seed, point, sweep.training))  # ValueError past 2**32 - 1
 
 
 @pytest.mark.parametrize(("key", "value", "message"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
@@ -242,7 +242,7 @@ def test_cross_field_rules(settings: dict[str, Any], message: str) -> None:
         ("search.points_to_evaluate[0]", {"search": {"points_to_evaluate": [dict(POINT)]}},
          "class_weight_power, dropout, learning_rate, model, unfreeze_depth"),
         ("scheduler", {"scheduler": {}}, "grace_period, max_epochs, reduction_factor, type"),
-        ("training", {"training": {}}, "augmentation, backend, batch_size, epochs, fine_tune_lr_scale, mixed_precision, patience, warmup_epochs, weights"),
+        ("training", {"training": {}}, "augmentation, backend, batch_size, epochs, fine_tune_lr_scale, mixed_precision, patience, seed_per_trial, warm_trials, warmup_epochs, weights"),
         ("resources", {"resources": {}}, "cpus_per_trial, gpus_per_trial, per_model"),
         ("resources.per_model.densenet121", {"resources": {"per_model": {"densenet121": {}}}}, "cpus, gpus"),
         ("failures", {"failures": {}}, "max_retries"),

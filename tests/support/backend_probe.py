@@ -16,7 +16,7 @@ import numpy as np
 from hamtune.training.device import configure, set_seed
 from hamtune.training.checkpoint import checkpoint_keys
 from hamtune.training.inference import make_predictor
-from hamtune.training.trial import compile_model
+from hamtune.training.warm import compile_model
 
 
 def trial_keys() -> dict[str, list[str]]:

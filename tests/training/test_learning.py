@@ -75,16 +75,18 @@ def _accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
 def overfit(backbone: str, images: np.ndarray, labels: np.ndarray) -> tuple[Any, list[float]]:
     """Train from scratch with the trial's own loop until training accuracy >= 0.9 (or MAX_EPOCHS)."""
     from hamtune.training.device import configure_tensorflow
-    from hamtune.training.models import build_model, freeze_backbone
+    from hamtune.training.models import freeze_backbone
     from hamtune.training.trial import train_epochs
+    from hamtune.training.warm import ModelKey, TrialModel
 
     configure_tensorflow(2, False, False)
-    model = build_model(backbone, 32, 0.0, weights="none", seed=0, augmentation="none")
     params = {"model": backbone, "learning_rate": 1e-3, "dropout": 0.0, "unfreeze_depth": 0, "class_weight_power": 0.0}
+    trial_model = TrialModel(ModelKey.of(params, _training(), 32), seed=0, dropout=0.0)
+    model = trial_model.model
     if os.environ.get("HAMTUNE_TEST_FREEZE_BACKBONE") == "1":
         freeze_backbone(model)  # the variant that cannot learn: random features held fixed, as before
     history = []
-    for _ in train_epochs(model, params, _training(), images, np.arange(len(labels)), labels, seed=0):
+    for _ in train_epochs(trial_model, params, _training(), images, np.arange(len(labels)), labels, seed=0):
         history.append(_accuracy(model, images, labels))
         if history[-1] >= TARGET_ACCURACY:
             break
@@ -119,8 +121,9 @@ def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the
     overfitted_densenet: tuple[Any, list[float]], few_real_images: tuple[np.ndarray, np.ndarray], tmp_path: Path,
 ) -> None:
     from hamtune.backbones import block_of_layers
-    from hamtune.training.models import BACKBONE_LAYER, build_model
+    from hamtune.training.models import BACKBONE_LAYER
     from hamtune.training.trial import train_epochs
+    from hamtune.training.warm import ModelKey, TrialModel
 
     import tensorflow as tf
 
@@ -135,7 +138,11 @@ def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the
     pretrained = tmp_path / "densenet121_notop.weights.h5"
     trained.get_layer(BACKBONE_LAYER).save_weights(pretrained)
 
-    model = build_model("densenet121", 32, 0.0, weights=str(pretrained), seed=1, augmentation="none")
+    params = {"model": "densenet121", "learning_rate": 1e-2, "dropout": 0.0, "unfreeze_depth": 2,
+              "class_weight_power": 0.0}
+    training = _training(weights=str(pretrained), epochs=6, warmup_epochs=5, fine_tune_lr_scale=0.1)
+    trial_model = TrialModel(ModelKey.of(params, training, 32), seed=1, dropout=0.0)
+    model = trial_model.model
     net = model.get_layer(BACKBONE_LAYER)
     assert not net.trainable
     block = dict(zip([layer.name for layer in net.layers], block_of_layers([layer.name for layer in net.layers], "densenet121")))
@@ -144,12 +151,14 @@ def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the
     def snapshot() -> dict[int, np.ndarray]:
         return {id(v): np.array(v) for v in model.variables}
 
-    params = {"model": "densenet121", "learning_rate": 1e-2, "dropout": 0.0, "unfreeze_depth": 2,
-              "class_weight_power": 0.0}
-    training = _training(weights=str(pretrained), epochs=6, warmup_epochs=5, fine_tune_lr_scale=0.1)
+    def changed_blocks(before: dict[int, np.ndarray], after: dict[int, np.ndarray]) -> set[str]:
+        changed = {owner[id(v)] for v in net.variables if not np.array_equal(before[id(v)], after[id(v)])}
+        assert not any("_bn" in name or name == "bn" for name in changed)  # BatchNorm stays frozen in transfer mode
+        return {block[name] for name in changed}
+
     initial = snapshot()
     before = _accuracy(model, images, labels)
-    epochs = train_epochs(model, params, training, images, np.arange(len(labels)), labels, seed=1)
+    epochs = train_epochs(trial_model, params, training, images, np.arange(len(labels)), labels, seed=1)
     phase_1 = [next(epochs) for _ in range(5)]
     after_head = snapshot()
     head_accuracy = _accuracy(model, images, labels)
@@ -162,12 +171,18 @@ def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the
     assert all(np.array_equal(initial[id(v)], after_head[id(v)]) for v in net.variables)
 
     assert next(epochs).phase == 2
-    after_fine_tune = snapshot()
-    changed = {owner[id(v)] for v in net.variables if not np.array_equal(after_head[id(v)], after_fine_tune[id(v)])}
-    top_two = {"conv5_block15", "conv5_block16"}
-    assert changed and {block[name] for name in changed} <= top_two
-    assert {block[name] for name in changed} == top_two
-    assert not any("_bn" in name or name == "bn" for name in changed)  # BatchNorm stays frozen in transfer mode
+    assert changed_blocks(after_head, snapshot()) == {"conv5_block15", "conv5_block16"}
+
+    # A warm trial on the same worker: back at the start, the head phase's compiled step reused
+    # (the backbone frozen again), then one block unfrozen, not the previous trial's two.
+    trial_model.start(seed=1, dropout=0.0)
+    assert all(np.array_equal(initial[id(v)], np.array(v)) for v in model.variables)
+    warm = train_epochs(trial_model, {**params, "unfreeze_depth": 1}, _training(weights=str(pretrained), epochs=2, warmup_epochs=1),
+                        images, np.arange(len(labels)), labels, seed=1)
+    start = snapshot()
+    assert next(warm).phase == 1 and changed_blocks(start, snapshot()) == set()
+    after_warm_head = snapshot()
+    assert next(warm).phase == 2 and changed_blocks(after_warm_head, snapshot()) == {"conv5_block16"}
 
 
 # --- a real sweep on real images: learning, ASHA, PRUNED, export ---------------------------------------

@@ -14,7 +14,8 @@ from hamtune.cli import main
 from hamtune.data.synth import write_synthetic
 from hamtune.training.checkpoint import TrialState
 from hamtune.training.phases import phase_of
-from hamtune.training.trial import compile_model, trial_seed
+from hamtune.training.trial import trial_seed
+from hamtune.training.warm import compile_model
 
 
 @pytest.mark.parametrize(("epoch", "warmup", "depth", "phase"), [
@@ -95,7 +96,7 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
     from hamtune.errors import HamtuneError
     from hamtune.training.models import build_model, freeze_backbone, unfreeze
     from hamtune.training.checkpoint import WEIGHTS_FILE, restore, save_checkpoint
-    from hamtune.training.trial import compile_model
+    from hamtune.training.warm import compile_model
 
     def built(seed: int = 7) -> keras.Model:
         keras.utils.set_random_seed(seed)
@@ -131,7 +132,7 @@ def test_a_from_scratch_checkpoint_carries_batchnorm_statistics(tmp_path: Path) 
     from hamtune.training.models import build_model
     from hamtune.training.checkpoint import restore, save_checkpoint
     from hamtune.training.phases import PHASE_SCRATCH
-    from hamtune.training.trial import compile_model
+    from hamtune.training.warm import compile_model
 
     def built() -> keras.Model:
         keras.utils.set_random_seed(7)
@@ -152,18 +153,27 @@ def test_a_from_scratch_checkpoint_carries_batchnorm_statistics(tmp_path: Path) 
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
 
 
-def test_trial_seed_follows_the_configuration_not_rays_trial_id() -> None:
-    """Re-running a sweep trains each configuration with the same seed, and a refit finds it
-    from the table's row (numpy scalars) as the trial computed it from Ray's config."""
+def test_trials_of_a_backbone_share_their_seed_unless_seed_per_trial() -> None:
+    """Common random numbers by default: one seed per backbone, whatever the hyperparameters. With
+    `seed_per_trial` the seed follows the configuration (not Ray's trial id), so a re-run or a
+    refit finds it from the table's row (numpy scalars) as the trial computed it from Ray's config."""
     import numpy as np
 
+    from hamtune.config import parse_sweep
+
+    common = parse_sweep({"name": "x"}).training
+    per_trial = parse_sweep({"name": "x", "training": {"seed_per_trial": True}}).training
     params = {"model": "densenet121", "learning_rate": 1e-3, "dropout": 0.2, "unfreeze_depth": 1,
               "class_weight_power": 0.5}
+    other = {**params, "dropout": 0.3}
+    assert trial_seed(0, params, common) == trial_seed(0, other, common)
+    assert trial_seed(0, params, common) != trial_seed(0, {**params, "model": "convnext_small"}, common)
+
     from_table = {**params, "learning_rate": np.float64(1e-3), "unfreeze_depth": np.int64(1)}
     from_ray = {**params, "unfreeze_depth_densenet121": 1}
-    assert trial_seed(0, params) == trial_seed(0, from_table) == trial_seed(0, from_ray)
-    assert trial_seed(0, params) != trial_seed(0, {**params, "dropout": 0.3})
-    assert trial_seed(7, params) == trial_seed(0, params) + 7
+    assert trial_seed(0, params, per_trial) == trial_seed(0, from_table, per_trial) == trial_seed(0, from_ray, per_trial)
+    assert trial_seed(0, params, per_trial) != trial_seed(0, other, per_trial)
+    assert trial_seed(7, params, per_trial) == trial_seed(0, params, per_trial) + 7
 
 
 def _dense_pair(output: str = "out") -> Any:
