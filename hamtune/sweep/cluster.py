@@ -7,11 +7,13 @@ with the reason instead of failing mid-sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from hamtune.config import SweepConfig
@@ -54,8 +56,30 @@ def init_ray(address: str | None, worker_env: dict[str, str] | None = None) -> N
     anything imports Ray). `FORWARDED_ENV` settings (fault tests, a weights mirror) and
     `worker_env` (the trials' Keras backend) travel to the workers, not to this process.
     """
-    for key, value in {**DRIVER_ENV, **({} if address else LOOPBACK_ENV)}.items():
+    for key, value in DRIVER_ENV.items():
         os.environ.setdefault(key, value)
+    with _environ({} if address else LOOPBACK_ENV):
+        _init(address, worker_env)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """`values` set in this process's environment (where not set already) inside the block only.
+
+    Ray and the servers `ray.init` starts read LOOPBACK_ENV when they start; left set, it would
+    also reach every later child of this process, e.g. a `ray start` joining a real cluster from
+    the same notebook, which Ray would then refuse ("Multi-node Ray clusters are not supported").
+    """
+    added = [key for key in values if key not in os.environ]
+    os.environ.update({key: values[key] for key in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _init(address: str | None, worker_env: dict[str, str] | None) -> None:
     import ray
 
     env_vars = {**WORKER_ENV, **{key: os.environ[key] for key in FORWARDED_ENV if key in os.environ},

@@ -3,8 +3,9 @@
 Keras fixes its backend at its first import and the test process runs it on TensorFlow, so
 this runs as `python -m tests.support.jax_trial DATA_DIR CACHE_DIR WEIGHTS OUT_DIR` with KERAS_BACKEND
 unset: `run_trial` itself must choose JAX (`training.backend: jax`). It trains, checkpoints
-every epoch, resumes from the first checkpoint, restores the last into a fresh model, saves that
-as `.keras` and loads it back, and writes what it saw to OUT_DIR/result.json: the test asserts.
+every epoch, resumes from the first checkpoint, runs the trial again from its start on the now
+warm model, restores the last checkpoint into a fresh model, saves that as `.keras` and loads it
+back, and writes what it saw to OUT_DIR/result.json: the test asserts.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class KeepingReporter:
         self.out, self.rows = out, []
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        self.rows.append({key: metrics[key] for key in ("epoch", "phase", "train_loss", "val_macro_f1")})
+        self.rows.append({key: metrics[key] for key in ("epoch", "phase", "train_loss", "val_macro_f1", "train_seconds")})
         shutil.copytree(checkpoint_dir, self.out / f"epoch_{metrics['epoch']}")
 
 
@@ -56,6 +57,8 @@ def main(data_dir: str, cache_dir: str, weights: str, out: str) -> None:
     resumed = KeepingReporter(out_dir / "resumed")
     run_trial(params, sweep.training, data, resumed, checkpoint_dir=out_dir / "first" / "epoch_1", cpus=1,
               use_gpu=False)
+    again = KeepingReporter(out_dir / "again")
+    run_trial(params, sweep.training, data, again, cpus=1, use_gpu=False)
 
     import keras
 
@@ -73,7 +76,7 @@ def main(data_dir: str, cache_dir: str, weights: str, out: str) -> None:
     loaded = make_predictor(load_model(out_dir / "model.keras"))(dataset)
     result = {
         "backend": keras.backend.backend(), "dataset": type(dataset).__name__,
-        "first": first.rows, "resumed": resumed.rows,
+        "first": first.rows, "resumed": resumed.rows, "again": again.rows,
         "loaded_matches_restored": bool(np.allclose(restored, loaded, atol=1e-5)),
         "imported": sorted(name for name in ("tensorflow", "ray", "optuna") if name in sys.modules),
     }

@@ -184,9 +184,26 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, hamtune_cach
     for expected in ("resolved config:", "search space:", "learning_rate",
                      "densenet121: not searched (from scratch: all 58 blocks train)",
                      "training mode per model:", "densenet121: from scratch (weights none)", "augmentation flips",
-                     "convnext_small: 1 CPU, 0 GPU -> 2 at once", "train_images", "fingerprint"):
+                     "convnext_small: 1 CPU, 0 GPU -> 2 at once", "train_images", "fingerprint",
+                     "warm trials: on: a worker keeps its built, compiled model",
+                     "convnext_small and densenet121 trials share workers (same resources)"):
         assert expected in out, expected
     assert not (tmp_path / "runs" / "dry").exists()
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({}, "convnext_small and densenet121 trials share workers (same resources)"),
+    ({"resources": {"per_model": {"convnext_small": {"cpus": 4}}}},
+     "trials of models with different resources never share a worker: convnext_small (4 CPU, 0 GPU); "
+     "densenet121 (2 CPU, 0 GPU)"),
+    ({"space": {"models": ["densenet121"]}}, "the first trial on each worker builds and traces"),
+    ({"training": {"warm_trials": False}}, "off: every trial starts a new worker"),
+])
+def test_the_dry_run_says_what_a_worker_reuses(settings: dict, expected: str) -> None:
+    from hamtune.config import parse_sweep
+    from hamtune.sweep.run import describe_warm
+
+    assert expected in describe_warm(parse_sweep({"name": "w", **settings}))
 
 
 def test_optuna_dashboard_serves_the_finished_sweeps_study_on_loopback_only(smoke: dict) -> None:

@@ -59,7 +59,8 @@ def test_a_jax_trial_trains_checkpoints_resumes_and_exports_without_tensorflow(
     tmp_path: Path, hamtune_cache: Path
 ) -> None:
     """Transfer mode under JAX: head-only epoch, then the top block unfrozen; a resume from the
-    first epoch's checkpoint; the last checkpoint restored, saved as .keras and loaded back."""
+    first epoch's checkpoint; the same trial again on the warm model, which trains exactly as the
+    first did without compiling again; the last checkpoint restored, saved as .keras and loaded back."""
     data = write_synthetic(tmp_path / "data", images=150, seed=2, size=(96, 72))
     run_python(["-m", "tests.support.jax_trial", str(data), str(hamtune_cache), backbone_weights_file("densenet121"),
                 str(tmp_path)], hamtune_cache)
@@ -68,6 +69,14 @@ def test_a_jax_trial_trains_checkpoints_resumes_and_exports_without_tensorflow(
     assert [(row["epoch"], row["phase"]) for row in result["first"]] == [(1, 1), (2, 2)]
     assert [(row["epoch"], row["phase"]) for row in result["resumed"]] == [(2, 2)]
     assert all(row["train_loss"] == row["train_loss"] for row in result["first"] + result["resumed"])  # not NaN
+    first, again = result["first"], result["again"]
+    assert [(row["epoch"], row["phase"]) for row in again] == [(1, 1), (2, 2)]
+    for cold, warm in zip(first, again, strict=True):
+        assert warm["train_loss"] == pytest.approx(cold["train_loss"], rel=1e-5)
+        assert warm["val_macro_f1"] == pytest.approx(cold["val_macro_f1"], abs=1e-9)
+    # Both phases' steps were compiled by the first run (XLA: minutes on 2 cores); the warm run
+    # trains two one-batch epochs.
+    assert again[-1]["train_seconds"] < 0.25 * first[-1]["train_seconds"], (first, again)
     assert result["loaded_matches_restored"]
     assert result["imported"] == []  # neither TensorFlow nor Ray nor Optuna
 

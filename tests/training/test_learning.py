@@ -191,12 +191,21 @@ def test_transfer_from_a_weights_file_learns_the_head_then_unfreezes_exactly_the
 RECIPE = {"model": "densenet121", "learning_rate": 1.0e-3, "dropout": 0.3, "class_weight_power": 1.0}
 STALLED = {"model": "densenet121", "learning_rate": 1.0e-7, "dropout": 0.3, "class_weight_power": 0.0}  # ~ its init
 EPOCHS = 5
+GRACE = 3
+#: How far above a constant predictor the recipe's best epoch must score. The recipe's best of 5
+#: epochs on this subset was 0.18-0.28 val macro F1 over three seeds here (a constant predictor:
+#: 0.11); the stalled configuration, at its initial weights, 0.11-0.13.
+MARGIN = 0.05
 
 
 @pytest.fixture(scope="module")
 def real_sweep(dev_dir: Path, tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path) -> Path:
-    """The recipe, then a configuration that cannot learn in one epoch, run one after the other with
-    ASHA (grace period 1): at the first rung ASHA compares the second with the first and stops it."""
+    """The recipe, then a configuration that cannot learn (it stays at its initial weights), one
+    after the other with ASHA: at the first rung ASHA compares the second with the first and stops it.
+
+    The rung is after epoch GRACE, not 1: from scratch, one epoch of the recipe did not reliably
+    beat the untrained network (val macro F1 0.095 against 0.114 from the same initial weights,
+    in one run here), which is the noise a rung after one epoch decides on."""
     import yaml
 
     root = tmp_path_factory.mktemp("real-sweep")
@@ -205,7 +214,7 @@ def real_sweep(dev_dir: Path, tmp_path_factory: pytest.TempPathFactory, hamtune_
         "data": {"dir": str(real_subset(dev_dir, root / "data")), "image_size": 32},
         "space": {"models": ["densenet121"], "learning_rate": {"low": 1.0e-7, "high": 1.0e-2, "log": True}},
         "search": {"seed": 0, "trials": 2, "max_concurrent": 1, "points_to_evaluate": [RECIPE, STALLED]},
-        "scheduler": {"type": "asha", "reduction_factor": 2},
+        "scheduler": {"type": "asha", "reduction_factor": 2, "grace_period": GRACE},
         "training": {"epochs": EPOCHS, "batch_size": 16, "patience": EPOCHS, "weights": "none",
                      "mixed_precision": False},
         "resources": {"cpus_per_trial": 2},
@@ -228,9 +237,11 @@ def test_a_real_sweep_learns_clearly_better_than_a_constant_predictor(real_sweep
     val = split[split["split"] == "val"]["dx"].map(LABEL_OF).to_numpy()
     majority = split[split["split"] == "train"]["dx"].map(LABEL_OF).mode()[0]
     constant = f1_score(val, np.full_like(val, majority), average="macro", labels=np.unique(val))
-    best = trials["val_macro_f1"].iloc[0]
+    by_rate = trials.set_index("learning_rate")["val_macro_f1"]
+    best, stalled = by_rate[RECIPE["learning_rate"]], by_rate[STALLED["learning_rate"]]
     assert trials["mode"].tolist() == ["scratch", "scratch"]
-    assert best >= constant + 0.08, f"best val macro F1 {best:.3f}, constant predictor {constant:.3f}"
+    assert best >= constant + MARGIN, f"best val macro F1 {best:.3f}, constant predictor {constant:.3f}"
+    assert stalled < constant + MARGIN, f"a network that did not train scored {stalled:.3f}: the margin tells nothing"
 
 
 @pytest.mark.ray
@@ -240,12 +251,12 @@ def test_asha_stops_a_trial_at_its_first_rung_and_optuna_records_it_as_pruned(re
 
     trials = pd.read_parquet(real_sweep / "trials.parquet").set_index("learning_rate")
     assert trials.loc[RECIPE["learning_rate"], "epochs_completed"] == EPOCHS
-    assert trials.loc[STALLED["learning_rate"], "epochs_completed"] == 1  # stopped at the rung
+    assert trials.loc[STALLED["learning_rate"], "epochs_completed"] == GRACE  # stopped at the rung
     by_id = assert_study_agrees_with_tables(real_sweep)
     recipe, stalled = (by_id[trials.loc[point["learning_rate"], "trial_id"]] for point in (RECIPE, STALLED))
     assert recipe.state == optuna.trial.TrialState.COMPLETE
     assert stalled.state == optuna.trial.TrialState.PRUNED
-    assert list(stalled.intermediate_values) == [1]
+    assert list(stalled.intermediate_values) == list(range(1, GRACE + 1))
 
 
 @pytest.mark.ray
