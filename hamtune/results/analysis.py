@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hamtune.errors import ConfigError, ExperimentError
+from hamtune.results.fidelity import fidelity_table
 from hamtune.results.importance import Importance, parameter_importance
 from hamtune.labels import CLASSES
 from hamtune.search.storage import StudyLocation, kept_study
@@ -77,6 +78,7 @@ class Analysis(NamedTuple):
     models: pd.DataFrame
     per_class: pd.DataFrame
     importance: Importance
+    fidelity: pd.DataFrame  # per sweep and rung: Spearman of the rung's scores with the final best
     hours_unit: str
     sources: dict[str, Source]
     notes: tuple[str, ...]
@@ -336,11 +338,13 @@ def analyze(paths: Sequence[str], metric: str = OBJECTIVE.name, top: int = 10) -
         notes.append("only one ranked trial: no spread, no history, no importance to speak of")
     spaces = [source.space for source in results.sources.values() if source.space is not None]
     importance = parameter_importance(ranked[ranked["rank"].notna()], metric, spaces,
-                                      maximize=metric not in LOWER_IS_BETTER)
+                                      maximize=metric not in LOWER_IS_BETTER, epochs=results.epochs)
+    fidelity, fidelity_notes = fidelity_table(results.epochs, results.metadata, metric,
+                                              maximize=metric not in LOWER_IS_BETTER)
     return Analysis(
         metric=metric, sweeps=tuple(results.metadata), trials=ranked, epochs=results.epochs,
         leaderboard=leaderboard(ranked, metric, top), models=compare_models(ranked, metric, unit),
-        per_class=per_class(ranked), importance=importance, hours_unit=unit, sources=results.sources,
-        notes=(*results.notes, *notes, *importance.notes),
+        per_class=per_class(ranked), importance=importance, fidelity=fidelity, hours_unit=unit,
+        sources=results.sources, notes=(*results.notes, *notes, *importance.notes, *fidelity_notes),
     )
 

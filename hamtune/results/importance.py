@@ -6,6 +6,12 @@ models only the shared parameters are comparable, so importance is computed once
 trials for the shared parameters and the model, and once per model including its depth.
 Importances are normalised within each scope, never across scopes.
 
+Scores are compared at a common budget: ASHA stops trials early, and a trial stopped after 3
+epochs scores lower than the same configuration after 12, so importance over each trial's best
+partly measures which trials were stopped. Within a scope each trial is scored by its best
+`metric` up to the highest epoch every trial of the scope reached (`at_common_budget`), and the
+table says which budget that was.
+
 fANOVA (a random forest's functional ANOVA) is used when a scope has at least
 `FANOVA_MIN_TRIALS` trials; below that a forest mostly memorises its few points, so PED-ANOVA
 (it compares the parameter densities of the best trials with those of all trials and fits no
@@ -29,7 +35,7 @@ FANOVA_MIN_TRIALS = 10
 #: Below this, differences between trials cannot be told from noise at all: no importance.
 MIN_TRIALS = 3
 ALL_MODELS = "all models"
-COLUMNS = ["scope", "parameter", "importance", "evaluator", "trials"]
+COLUMNS = ["scope", "parameter", "importance", "evaluator", "trials", "budget"]
 
 
 class Importance(NamedTuple):
@@ -70,9 +76,29 @@ def _evaluate(trials: pd.DataFrame, params: list[str], dists: dict[str, Any], me
         return get_param_importances(study, evaluator=evaluator, params=params), name
 
 
+def at_common_budget(trials: pd.DataFrame, epochs: pd.DataFrame | None, metric: str,
+                     maximize: bool = True) -> tuple[pd.DataFrame, int | None]:
+    """`trials` with `metric` replaced by each one's best up to the highest epoch all of them
+    reached, and that epoch; unchanged (and None) without per-epoch rows for every trial."""
+    keys = [k for k in ("sweep", "trial_id") if k in trials and (epochs is None or k in epochs)]
+    if epochs is None or not len(trials):
+        return trials, None
+    rows = epochs.merge(trials[keys], on=keys).dropna(subset=[metric])
+    reached = rows.groupby(keys)["epoch"].max()
+    if len(reached) < len(trials):
+        return trials, None
+    budget = int(reached.min())
+    upto = rows[rows["epoch"] <= budget].groupby(keys)[metric]
+    best = (upto.max() if maximize else upto.min()).rename("_at_budget").reset_index()
+    merged = trials.merge(best, on=keys, how="left")
+    merged.index = trials.index
+    return merged.assign(**{metric: merged["_at_budget"]}).drop(columns="_at_budget"), budget
+
+
 def parameter_importance(scored: pd.DataFrame, metric: str, spaces: Sequence[dict[str, Any]],
-                         maximize: bool = True) -> Importance:
-    """Importance of each hyperparameter for `metric` over the `scored` trials (one row each)."""
+                         maximize: bool = True, epochs: pd.DataFrame | None = None) -> Importance:
+    """Importance of each hyperparameter for `metric` over the `scored` trials (one row each),
+    each scope at its common budget (`at_common_budget`) when `epochs` holds their per-epoch rows."""
     from hamtune.search.space import params_from_row
 
     notes: list[str] = []
@@ -85,6 +111,13 @@ def parameter_importance(scored: pd.DataFrame, metric: str, spaces: Sequence[dic
                for m in models]
     rows = []
     for scope, trials, params in scopes:
+        trials, budget = at_common_budget(trials, epochs, metric, maximize)
+        if budget is None and epochs is not None:
+            notes.append(f"importance ({scope}): not every trial has per-epoch rows; scored by each trial's "
+                         "best, whatever its number of epochs")
+        elif budget is not None:
+            notes.append(f"importance ({scope}): each trial scored by its best {metric} up to epoch {budget}, "
+                         "the most every trial of the scope ran")
         values = pd.to_numeric(trials[metric], errors="coerce")
         if len(trials) < MIN_TRIALS:
             notes.append(f"importance ({scope}): {len(trials)} scored trial(s), at least {MIN_TRIALS} needed")
@@ -101,6 +134,6 @@ def parameter_importance(scored: pd.DataFrame, metric: str, spaces: Sequence[dic
             notes.append(f"importance ({scope}): {len(trials)} trials are too few for fANOVA "
                          f"(needs {FANOVA_MIN_TRIALS}); used {evaluator} instead, indicative only")
         rows += [{"scope": scope, "parameter": "unfreeze_depth" if p.startswith("unfreeze_depth_") else p,
-                  "importance": float(v), "evaluator": evaluator, "trials": len(trials)}
+                  "importance": float(v), "evaluator": evaluator, "trials": len(trials), "budget": budget}
                  for p, v in importances.items()]
     return Importance(pd.DataFrame(rows, columns=COLUMNS), tuple(notes))

@@ -67,6 +67,8 @@ def sections(analysis: Analysis) -> dict[str, tuple[str, pd.DataFrame]]:
                       per_class_wide(analysis.per_class)),
         "importance": (f"Hyperparameter importance for {metric} (evaluator: {evaluators})",
                        analysis.importance.table),
+        "fidelity": (f"Rung fidelity of {metric}: Spearman correlation of each rung's scores with the final best",
+                     analysis.fidelity),
     }
 
 

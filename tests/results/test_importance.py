@@ -112,3 +112,18 @@ def test_a_from_scratch_model_is_assessed_without_its_constant_depth() -> None:
     result = parameter_importance(trials, "val_macro_f1", [scratch_space])
     assert set(importances(result, "densenet121")) == {"learning_rate", "dropout", "class_weight_power"}
     assert importances(result, "densenet121")["learning_rate"] > 0.5
+
+
+def test_trials_are_compared_at_the_most_epochs_they_all_ran() -> None:
+    """A ran 4 epochs, B was stopped after 2, C after 3: all are scored by their best up to epoch 2."""
+    from hamtune.results.importance import at_common_budget
+
+    scores = {"A": [0.1, 0.5, 0.3, 0.6], "B": [0.2, 0.3], "C": [0.4, 0.1, 0.2]}
+    epochs = pd.DataFrame([{"sweep": "s", "trial_id": t, "epoch": e, "val_macro_f1": v}
+                           for t, values in scores.items() for e, v in enumerate(values, 1)])
+    trials = pd.DataFrame({"sweep": "s", "trial_id": ["A", "B", "C"], "val_macro_f1": [0.6, 0.3, 0.4]}, index=[7, 8, 9])
+    at, budget = at_common_budget(trials, epochs, "val_macro_f1")
+    assert budget == 2 and at.index.tolist() == [7, 8, 9]
+    assert at["val_macro_f1"].tolist() == [0.5, 0.3, 0.4]
+    assert at_common_budget(trials, epochs, "val_macro_f1", maximize=False)[0]["val_macro_f1"].tolist() == [0.1, 0.2, 0.1]
+    assert at_common_budget(trials, epochs[epochs["trial_id"] != "C"], "val_macro_f1") == (trials, None)

@@ -33,7 +33,8 @@ def test_table_format_has_every_section_and_the_notes(analysis: Analysis) -> Non
     text = format_analysis(analysis, "table")
     for heading in ("Top 3 trials by val_macro_f1:", "Models (gpu_hours: fit time x GPU share, summed over trials):",
                     "Per-class validation recall and precision of each model's best trial:",
-                    "Hyperparameter importance for val_macro_f1 (evaluator: fANOVA, PED-ANOVA):", "Notes:"):
+                    "Hyperparameter importance for val_macro_f1 (evaluator: fANOVA, PED-ANOVA):",
+                    "Rung fidelity of val_macro_f1:", "Notes:"):
         assert heading in text
     assert "densenet121 recall" in text and "convnext_small precision" in text
 
@@ -104,7 +105,7 @@ def check_report(files: list[Path], out: Path, own: set[str], optuna_plots: list
 def test_report_embeds_every_plot_and_table(analysis: Analysis, tmp_path: Path) -> None:
     files = write_report(analysis, tmp_path / "out")
     html = check_report(files, tmp_path / "out", OWN_PLOTS, list(PLOTS))
-    assert "<h2>Top 3 trials by val_macro_f1</h2>" in html and html.count("<table") == 4
+    assert "<h2>Top 3 trials by val_macro_f1</h2>" in html and html.count("<table") == 5
     assert "6 trials are too few for fANOVA" in html
     for title in ("Optimisation history", "Parallel coordinates", "Hyperparameter importances", "Slice plots",
                   "Contours over the continuous hyperparameters"):
