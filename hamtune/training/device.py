@@ -136,6 +136,7 @@ def configure_jax(use_gpu: bool | None, mixed_precision: bool | str, gpu_share: 
     import jax
     import keras
 
+    _keras_without_tensorflow()
     gpus = [device for device in jax.devices() if device.platform == "gpu"]
     if use_gpu and not gpus:
         if nvidia_devices_present():
@@ -149,6 +150,24 @@ def configure_jax(use_gpu: bool | None, mixed_precision: bool | str, gpu_share: 
     return bool(gpus)
 
 
+def _keras_without_tensorflow() -> None:
+    """Make Keras count TensorFlow absent in a JAX process that has not imported it.
+
+    Keras checks `tf.available` through a lazy module wherever TensorFlow is installed (when
+    serialising a model, when seeding), and that check imports it: 6-12 s and its memory in a
+    process that never uses it. With the import refused once, the lazy module keeps "absent".
+    """
+    if "tensorflow" in sys.modules:
+        return
+    from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # makes `import tensorflow` an ImportError
+    try:
+        lazy_tensorflow.available  # noqa: B018  caches the answer
+    finally:
+        del sys.modules["tensorflow"]
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and Keras's own generator: what `keras.utils.set_random_seed` seeds,
     except TensorFlow's global seed.
@@ -158,8 +177,7 @@ def set_seed(seed: int) -> None:
     NumPy (`hamtune.data.pipeline`), so TensorFlow's global seed decides nothing here. Setting it
     would cost a warm trial its head start: `tf.random.set_seed` clears TensorFlow's kernel
     caches, and the next `fit` of an already traced model instantiated its graph again (15 s
-    against a 2 s epoch, measured at 32 px). Keras would also import TensorFlow to seed it in
-    a JAX trial (6-12 s and its memory).
+    against a 2 s epoch, measured at 32 px).
     """
     from keras.src.backend.common import global_state
     from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR

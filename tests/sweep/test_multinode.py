@@ -150,6 +150,20 @@ def _checkpoints(experiment: Path) -> dict[str, set[str]]:
     return found
 
 
+def _reported(experiment: Path) -> dict[str, int]:
+    """Epochs the driver has logged per trial directory (Tune's result.json, one line per report)."""
+    found = {}
+    for result in experiment.glob("trial_*/result.json"):
+        lines = [line for line in result.read_text().splitlines() if line.strip()]
+        if lines:
+            found[result.parent.name] = len(lines)
+    return found
+
+
+#: Epochs per trial: the worker is lost after the first, and every trial still has some to train.
+EPOCHS = 3
+
+
 def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
     cluster: Cluster, tmp_path: Path, hamtune_cache: Path
 ) -> None:
@@ -160,7 +174,7 @@ def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
 
     storage = tmp_path / "runs"  # a local path: allowed because every node is on this one host
     sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text(tiny_sweep_yaml(NAME, storage, ("densenet121",), trials=2, epochs=2, points=[],
+    sweep_file.write_text(tiny_sweep_yaml(NAME, storage, ("densenet121",), trials=2, epochs=EPOCHS, points=[],
                                           images=140, depth=(1, 1), gpus=1, retries=2))
     experiment = storage / NAME
     log = tmp_path / "driver.log"
@@ -172,13 +186,12 @@ def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
             cwd=tmp_path, env=driver_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        # Lose the worker once both trials have checkpointed their first epoch (the second epoch
-        # first traces the fine-tuning graph, so the trials are still running then).
-        at_kill = wait_until(
-            lambda: _checkpoints(experiment) if len(_checkpoints(experiment)) == 2 else None,
-            330, "both trials' first checkpoints", driver, log,
-        )
-        time.sleep(5)  # the trials persist a checkpoint before reporting it; let the driver register both
+        # Lose the worker once both trials have checkpointed their first epoch: with EPOCHS
+        # epochs, each still has at least one to train (warm or not, an epoch here takes seconds).
+        # The driver has registered a report (and its checkpoint) once Tune's logger wrote it to
+        # the trial's result.json.
+        wait_until(lambda: len(_reported(experiment)) == 2 or None, 330, "both trials' first reports", driver, log)
+        at_kill = _checkpoints(experiment)
         first.kill()
         cluster.start_worker("worker2")
         assert driver.wait(timeout=420) == 0, log.read_text()[-5000:]
@@ -192,19 +205,24 @@ def test_trials_run_on_the_gpu_worker_and_survive_losing_it(
     trials = pd.read_parquet(experiment / "trials.parquet")
     epochs = pd.read_parquet(experiment / "epochs.parquet")
     assert len(trials) == 2
-    assert (trials["status"] == "TERMINATED").all() and (trials["epochs_completed"] == 2).all()
+    assert (trials["status"] == "TERMINATED").all() and (trials["epochs_completed"] == EPOCHS).all()
     assert set(trials["node"]) <= {first_id, second_id} and not set(trials["node"]) & head_ids
-    assert len(epochs) == 4 and not set(epochs["node"]) & head_ids
+    assert len(epochs) == 2 * EPOCHS and not set(epochs["node"]) & head_ids
 
-    interrupted = [d.removeprefix("trial_") for d, names in at_kill.items() if names == {"checkpoint_000000"}]
+    last = f"checkpoint_{EPOCHS - 1:06d}"
+    interrupted = [d.removeprefix("trial_") for d, names in at_kill.items() if last not in names]
     assert interrupted, f"no trial was caught between its first and last checkpoint: {at_kill}"
     for trial_id, rows in epochs.groupby("trial_id"):
         rows = rows.sort_values("epoch")
-        assert rows["epoch"].tolist() == [1, 2], trial_id
+        assert rows["epoch"].tolist() == list(range(1, EPOCHS + 1)), trial_id
         if trial_id in interrupted:
-            # Epoch 1 stays the lost worker's; the retry resumed at epoch 2 on the new worker.
-            assert rows["node"].tolist() == [first_id, second_id], trial_id
+            # The epochs checkpointed before the kill stay the lost worker's; the retry resumed
+            # from the last of them on the new worker and trained the rest there.
+            nodes = rows["node"].tolist()
+            done = nodes.count(first_id)
+            assert done >= len(at_kill[f"trial_{trial_id}"]) and nodes == [first_id] * done + [second_id] * (EPOCHS - done)
+            assert 0 < done < EPOCHS, (trial_id, nodes)
         # Tune's own log of every report: no epoch was reported twice (no restart from scratch).
         reported = [json.loads(line)["epoch"] for line in
                     (experiment / f"trial_{trial_id}" / "result.json").read_text().splitlines()]
-        assert reported == [1, 2], (trial_id, reported)
+        assert reported == list(range(1, EPOCHS + 1)), (trial_id, reported)
