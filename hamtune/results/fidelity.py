@@ -31,11 +31,10 @@ def asha_rungs(grace_period: int, reduction_factor: float, max_epochs: int) -> l
 def sweep_rungs(config: dict, epochs: pd.DataFrame) -> tuple[list[int], str]:
     """A sweep's rungs from its recorded config, and how they were chosen (for the table)."""
     scheduler = config.get("scheduler", {})
-    last = int(epochs["epoch"].max())
     if scheduler.get("type") == "asha":
         return (asha_rungs(int(scheduler["grace_period"]), float(scheduler["reduction_factor"]),
                            int(scheduler["max_epochs"])), "asha")
-    return asha_rungs(NO_SCHEDULER["grace_period"], NO_SCHEDULER["reduction_factor"], last), "none"
+    return asha_rungs(NO_SCHEDULER["grace_period"], NO_SCHEDULER["reduction_factor"], int(epochs["epoch"].max())), "none"
 
 
 def rung_fidelity(epochs: pd.DataFrame, metric: str, rungs: list[int], maximize: bool = True) -> pd.DataFrame:

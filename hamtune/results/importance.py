@@ -80,9 +80,9 @@ def at_common_budget(trials: pd.DataFrame, epochs: pd.DataFrame | None, metric: 
                      maximize: bool = True) -> tuple[pd.DataFrame, int | None]:
     """`trials` with `metric` replaced by each one's best up to the highest epoch all of them
     reached, and that epoch; unchanged (and None) without per-epoch rows for every trial."""
-    keys = [k for k in ("sweep", "trial_id") if k in trials and (epochs is None or k in epochs)]
     if epochs is None or not len(trials):
         return trials, None
+    keys = [k for k in ("sweep", "trial_id") if k in trials and k in epochs]
     rows = epochs.merge(trials[keys], on=keys).dropna(subset=[metric])
     reached = rows.groupby(keys)["epoch"].max()
     if len(reached) < len(trials):

@@ -98,11 +98,12 @@ def build_trial_model(
     configure(training.backend, cpus, use_gpu, training.mixed_precision, gpu_share)
     from hamtune.data.cache import open_cache
 
-    set_seed(seed)
     cache = open_cache(data.index, data.image_size, data.cache_dir)
     key = ModelKey.of(params, training, data.image_size)
-    model = trial_model_for(key, seed, float(params["dropout"]), warm=training.warm_trials)
-    set_seed(seed)  # the batch order's seeds, as after a fresh build
+    model = trial_model_for(key, seed, float(params["dropout"]), warm=training.warm_trials)  # built after seeding
+    # Seeded again after the model: a new model's build drew from the global generators and a
+    # reused one's did not, so both trials go on from the same random state.
+    set_seed(seed)
     return model, cache.images
 
 

@@ -96,7 +96,6 @@ def test_checkpoint_holds_only_trained_variables_and_restores_the_whole_model(tm
     from hamtune.errors import HamtuneError
     from hamtune.training.models import build_model, freeze_backbone, unfreeze
     from hamtune.training.checkpoint import WEIGHTS_FILE, restore, save_checkpoint
-    from hamtune.training.warm import compile_model
 
     def built(seed: int = 7) -> keras.Model:
         keras.utils.set_random_seed(seed)
@@ -132,7 +131,6 @@ def test_a_from_scratch_checkpoint_carries_batchnorm_statistics(tmp_path: Path) 
     from hamtune.training.models import build_model
     from hamtune.training.checkpoint import restore, save_checkpoint
     from hamtune.training.phases import PHASE_SCRATCH
-    from hamtune.training.warm import compile_model
 
     def built() -> keras.Model:
         keras.utils.set_random_seed(7)
