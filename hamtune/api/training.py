@@ -32,7 +32,8 @@ def train(model: str = "densenet121", *, learning_rate: float = 1e-3, dropout: f
           cache_dir: str | os.PathLike[str] | None = None,
           epochs: int = 5, warmup_epochs: int | None = None, batch_size: int = 32, patience: int = 5,
           fine_tune_lr_scale: float = 0.1, weights: str = "imagenet", augmentation: str = "auto",
-          backend: str = "tensorflow", mixed_precision: str | bool = "float16", cpus: float = 2, seed: int = 0,
+          backend: str = "tensorflow", mixed_precision: str | bool = "float16", lr_schedule: str | None = None,
+          weight_decay: float | None = None, weight_averaging: bool | None = None, cpus: float = 2, seed: int = 0,
           echo: Callable[[str], None] = _echo, source: str = "hamtune.train",
           names: Mapping[str, str] | None = None) -> TrialState:
     """Train one configuration here, one line per epoch through `echo`; returns the trial's state
@@ -42,7 +43,8 @@ def train(model: str = "densenet121", *, learning_rate: float = 1e-3, dropout: f
     weights file (transfer learning: `warmup_epochs` head-only epochs, default 2, then the top
     `unfreeze_depth` blocks, default 0) or none (from scratch: every block, so neither applies).
     `mixed_precision` is float16, bfloat16 or False (float32 on GPUs too; CPUs always train in
-    float32). A bad setting is a `ConfigError` naming it; `source` and `names` say where the
+    float32). `lr_schedule`, `weight_decay` and `weight_averaging` left None take a sweep file's
+    defaults. A bad setting is a `ConfigError` naming it; `source` and `names` say where the
     settings came from and how that place spells each (the CLI: "command line" and its flags).
     """
     from hamtune.backbones import max_unfreeze_depth
@@ -62,7 +64,9 @@ def train(model: str = "densenet121", *, learning_rate: float = 1e-3, dropout: f
         "training": {"epochs": epochs, "warmup_epochs": 2 if warmup_epochs is None else warmup_epochs,
                      "batch_size": batch_size, "patience": patience, "fine_tune_lr_scale": fine_tune_lr_scale,
                      "weights": weights, "augmentation": augmentation, "backend": backend,
-                     "mixed_precision": mixed_precision},
+                     "mixed_precision": mixed_precision,
+                     **{key: value for key, value in (("lr_schedule", lr_schedule), ("weight_decay", weight_decay),
+                                                      ("weight_averaging", weight_averaging)) if value is not None}},
         "resources": {"cpus_per_trial": cpus},
     }, source=source)
     mode = sweep.training.mode_for(model)

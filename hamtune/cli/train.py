@@ -8,7 +8,8 @@ from inspect import signature
 from hamtune.keys import HYPERPARAMETERS
 
 #: How the command spells `hamtune.train`'s settings in its messages: as the flags the user typed.
-FLAGS = {name: f"--{name.replace('_', '-')}" for name in (*HYPERPARAMETERS, "warmup_epochs", "weights")}
+FLAGS = {name: f"--{name.replace('_', '-')}"
+         for name in (*HYPERPARAMETERS, "warmup_epochs", "weights", "lr_schedule", "weight_decay")}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,6 +31,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="stop after this many epochs without a better val macro F1 (default: %(default)s)")
     train.add_argument("--fine-tune-lr-scale", type=float, default=0.1,
                        help="transfer mode: learning rate factor once blocks unfreeze (default: %(default)s)")
+    train.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
+                       help="constant, or cosine: a warm-up epoch then a cosine decay to zero (default: the sweep "
+                            "file's default, see README)")
+    train.add_argument("--weight-decay", type=float, default=None,
+                       help="decoupled weight decay, as AdamW (default: the sweep file's default)")
+    train.add_argument("--weight-averaging", default=None, action=argparse.BooleanOptionalAction,
+                       help="score the moving average of the weights (default: the sweep file's default)")
     train.add_argument("--image-size", type=int, default=224, help="square input side in pixels (default: %(default)s)")
     train.add_argument("--weights", default="imagenet",
                        help="imagenet (default), a local weights file (transfer learning), or none (train from scratch)")

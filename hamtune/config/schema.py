@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from hamtune.config.constraints import REQUIRED, Field, GpuCount, Interval, Later, Location, Nullable, OneOf, Text
-from hamtune.config.types import AUGMENTATIONS, BACKENDS, PRECISION_POLICIES, SAMPLERS
+from hamtune.config.types import AUGMENTATIONS, BACKENDS, LR_SCHEDULES, PRECISION_POLICIES, SAMPLERS
 
 #: What one model's `training.weights` may be.
 WEIGHTS_RULE = "'imagenet', 'none' or the path of an existing weights file"
@@ -97,6 +97,10 @@ def schema(models: tuple[str, ...]) -> dict[str, Any]:
             "backend": Field("tensorflow", OneOf(BACKENDS)),
             "warm_trials": Field(True, BOOL),
             "seed_per_trial": Field(False, BOOL),
+            "lr_schedule": Field("constant", OneOf(LR_SCHEDULES)),
+            "lr_warmup_epochs": Field(1, COUNT),
+            "weight_decay": Field(0.0, Interval(float, 0, None)),
+            "weight_averaging": Field(False, BOOL),
         },
         "resources": {
             "cpus_per_trial": Field(2.0, CPUS),

@@ -21,6 +21,8 @@ AUTO_AUGMENTATION: dict[str, str] = {SCRATCH: "flips", TRANSFER: "full"}
 #: TensorFlow is the default stack; JAX runs each training step as one XLA program, and runs on
 #: GPU machines that have JAX but no TensorFlow.
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax")
+#: `training.lr_schedule`: the peak rate throughout, or a linear warm-up then a cosine decay to zero.
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: `training.mixed_precision` on a GPU: true means float16 (with loss scaling), as before
 #: bfloat16 existed here; bfloat16 needs no loss scaling and suits Ampere/Hopper-class GPUs.
 PRECISION_POLICIES: dict[bool | str, str] = {
@@ -118,6 +120,14 @@ class TrainingConfig:
     warm_trials: bool = True
     #: Give each trial its own starting weights and batch order (else one per backbone).
     seed_per_trial: bool = False
+    #: "constant", or "cosine": `lr_warmup_epochs` of linear warm-up, then a cosine decay to zero
+    #: at the phase's last epoch (`hamtune.training.optimizer`).
+    lr_schedule: str = "constant"
+    lr_warmup_epochs: int = 1
+    #: Decoupled weight decay (AdamW's), times the learning rate each step; 0 = plain Adam.
+    weight_decay: float = 0.0
+    #: Score (and export) the moving average of the weights instead of the last step's.
+    weight_averaging: bool = False
 
     def weights_for(self, model: str) -> str:
         """The weights setting of one model's backbone."""

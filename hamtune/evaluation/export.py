@@ -61,7 +61,7 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
 
     configure_tensorflow(1, None, mixed_precision=False)  # inference files: float32 whatever the trial used
     model = trial_model(params, sweep.training, sweep.data.image_size, seed)
-    _load_checkpoint(str(trial["checkpoint"]), model)
+    _load_checkpoint(str(trial["checkpoint"]), model, averaged=sweep.training.weight_averaging)
 
     info = {
         "experiment": experiment.uri, "trial_id": str(trial["trial_id"]), "params": params,
@@ -82,15 +82,16 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     return ExportResult(target, info)
 
 
-def _load_checkpoint(location: str, model: Any) -> None:
-    """Load a trial checkpoint's model variables (a local path or a storage URI) into `model`."""
+def _load_checkpoint(location: str, model: Any, averaged: bool) -> None:
+    """Load a trial checkpoint's model variables (a local path or a storage URI) into `model`,
+    their moving averages where `averaged`."""
     from ray.tune import Checkpoint
 
     from hamtune.training.checkpoint import restore_weights
 
     try:
         with Checkpoint(location).as_directory() as directory:
-            restore_weights(Path(directory), model)
+            restore_weights(Path(directory), model, averaged)
     except FileNotFoundError as error:
         raise ExperimentError(f"the trial's checkpoint {location} is gone: {error}") from error
 

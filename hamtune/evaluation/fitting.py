@@ -70,13 +70,14 @@ def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, us
         logger.info("%s: epoch %d (phase %d): train_loss %.4f", job.name, result.epoch, result.phase,
                     result.train_loss)
     dataset = make_dataset(images, job.predict, data.labels(job.predict), batch_size=sweep.training.batch_size)
-    proba = model.predictor(dataset)  # the trials' own evaluation path
-    tta_proba = make_predictor(with_tta(model.model))(dataset) if job.tta else None
-    model_file = None
-    if job.keep_model:
-        with tempfile.TemporaryDirectory(prefix="hamtune-fit-") as tmp:
-            model.model.save(Path(tmp) / MODEL_FILE)
-            model_file = (Path(tmp) / MODEL_FILE).read_bytes()
+    with model.evaluated(sweep.training.weight_averaging):  # what the trials scored
+        proba = model.predictor(dataset)  # the trials' own evaluation path
+        tta_proba = make_predictor(with_tta(model.model))(dataset) if job.tta else None
+        model_file = None
+        if job.keep_model:
+            with tempfile.TemporaryDirectory(prefix="hamtune-fit-") as tmp:
+                model.model.save(Path(tmp) / MODEL_FILE)
+                model_file = (Path(tmp) / MODEL_FILE).read_bytes()
     if not sweep.training.warm_trials:
         import keras
 

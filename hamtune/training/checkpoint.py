@@ -26,10 +26,12 @@ from hamtune.training.phases import PHASE_SCRATCH
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.npz"
 OPTIMIZER_FILE = "optimizer.npz"
+#: How the optimizer's moving average of a variable is named: the variable's path, then this.
+AVERAGE_SUFFIX = "_average"
 #: The entry of a checkpoint file that lists the keys of all its model's (or optimizer's) variables.
 ALL_KEYS = "__keys__"
 #: Keras's names for the objects hamtune's models and optimizers create unnamed, numbered per process.
-_AUTO_NAMED = re.compile(r"^(seed_generator|adam|loss_scale_optimizer)_\d+$")
+_AUTO_NAMED = re.compile(r"^(seed_generator|trial_adam|loss_scale_optimizer)_\d+$")
 
 
 @dataclass
@@ -164,6 +166,19 @@ def restore(directory: Path, model: Any, optimizer: bool) -> None:
         _assign(directory / OPTIMIZER_FILE, model.optimizer.variables, "optimizer")
 
 
-def restore_weights(directory: Path, model: Any) -> None:
-    """Load a checkpoint's model variables into a model built like the trial's (for export)."""
+def restore_weights(directory: Path, model: Any, averaged: bool = False) -> None:
+    """Load a checkpoint's model variables into a model built like the trial's (for export).
+
+    With `averaged` (`training.weight_averaging`), each variable the optimizer averaged takes
+    its moving average instead: the weights the trial's scores came from.
+    """
     restore(directory, model, optimizer=False)
+    if not averaged:
+        return
+    with np.load(directory / OPTIMIZER_FILE) as saved:
+        # Keras names an average after its variable's path (`add_variable_from_reference`).
+        averages = {key.rsplit("/", 1)[-1]: key for key in saved.files if key.endswith(AVERAGE_SUFFIX)}
+        for variable in model.variables:
+            key = averages.get(variable.path.replace("/", "_") + AVERAGE_SUFFIX)
+            if key is not None:
+                variable.assign(saved[key])

@@ -18,7 +18,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ from hamtune.faults import inject
 from hamtune.keys import FINISHED_KEY, OBJECTIVE, SEARCH_METRIC
 from hamtune.metrics import compute_metrics
 from hamtune.training.checkpoint import TrialState, load_state, restore, save_checkpoint
-from hamtune.training.phases import PHASE_FINE_TUNE, phase_of
+from hamtune.training.phases import PHASE_FINE_TUNE, Schedule, phase_epochs, phase_of
 from hamtune.training.warm import ModelKey, TrialModel, build, trial_model_for
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,24 @@ def trial_model(params: dict[str, Any], training: TrainingConfig, image_size: in
     return build(ModelKey.of(params, training, image_size), seed, float(params["dropout"]))
 
 
+def phase_schedule(params: dict[str, Any], training: TrainingConfig, phase: int, train_images: int) -> Schedule:
+    """The optimizer settings of a trial's `phase` on `train_images` images.
+
+    The peak rate is the trial's learning rate (scaled by `training.fine_tune_lr_scale` when
+    fine-tuning). With `training.lr_schedule: cosine` it warms up linearly over
+    `training.lr_warmup_epochs` and decays to zero at the phase's last epoch of
+    `training.epochs`, whether or not the trial gets there: a scheduler's stop, a refit's
+    shorter run or a resume sees the same rate at the same step.
+    """
+    scale = training.fine_tune_lr_scale if phase == PHASE_FINE_TUNE else 1.0
+    schedule = Schedule(float(params["learning_rate"]) * scale, weight_decay=training.weight_decay)
+    if training.lr_schedule == "constant":
+        return schedule
+    steps = math.ceil(train_images / training.batch_size)
+    epochs = phase_epochs(phase, training.epochs, training.warmup_epochs, int(params["unfreeze_depth"]))
+    return replace(schedule, warmup_steps=min(training.lr_warmup_epochs, epochs) * steps, decay_steps=epochs * steps)
+
+
 def train_epochs(
     model: TrialModel,
     params: dict[str, Any],
@@ -146,8 +164,7 @@ def train_epochs(
     for epoch in range(start + 1, (training.epochs if stop is None else stop) + 1):
         if phase_of(epoch, training.warmup_epochs, depth, from_scratch) != phase:
             phase = phase_of(epoch, training.warmup_epochs, depth, from_scratch)
-            scale = training.fine_tune_lr_scale if phase == PHASE_FINE_TUNE else 1.0
-            compiled = model.phase(phase, depth, float(params["learning_rate"]) * scale)
+            compiled = model.phase(phase, depth, phase_schedule(params, training, phase, len(positions)))
             if resume is not None:
                 restore(resume[0], compiled, optimizer=resume[1] == phase)
                 resume = None
@@ -203,7 +220,8 @@ def run_trial(
     try:
         for result in epochs:
             state.train_seconds += result.seconds
-            proba = predict(val_ds)
+            with model.evaluated(training.weight_averaging):
+                proba = predict(val_ds)
             metrics = {f"val_{key}": value for key, value in compute_metrics(y_val, proba).items()}
             state.record(result.epoch, metrics)
             patience_out = state.epochs_without_improvement >= training.patience

@@ -6,7 +6,8 @@ rebuilt and retraced the model. Here a process keeps one `TrialModel` per graph-
 (`ModelKey`: backbone, image size, weights, augmentation, backend, dtype policy), and everything
 a trial changes is a value the compiled step reads, not a constant traced into it:
 
-- the learning rate is the optimizer's variable;
+- the learning rate, its schedule and the weight decay are the optimizer's variables
+  (`hamtune.training.optimizer`);
 - the dropout rate is `TunableDropout`'s variable;
 - class weights are per-sample weights, already data;
 - the unfreezing depth decides which variables train, which a compiled step fixes: each
@@ -24,14 +25,15 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from hamtune.config import TrainingConfig
-from hamtune.training.phases import PHASE_FINE_TUNE, PHASE_HEAD
+from hamtune.training.phases import PHASE_FINE_TUNE, PHASE_HEAD, Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +115,11 @@ class TrialModel:
         self.model.get_layer(DROPOUT_LAYER).set_rate(dropout)
         self.trials += 1
 
-    def phase(self, phase: int, depth: int, learning_rate: float) -> Any:
+    def phase(self, phase: int, depth: int, schedule: Schedule) -> Any:
         """The compiled model of `phase`, its trainable set as the phase says, with a fresh
-        optimizer at `learning_rate`."""
+        optimizer stepping on `schedule`."""
         from hamtune.training.models import freeze_backbone, unfreeze
+        from hamtune.training.optimizer import trial_adam
 
         if phase == PHASE_HEAD:
             freeze_backbone(self.model)
@@ -125,7 +128,7 @@ class TrialModel:
         key = (phase, depth if phase == PHASE_FINE_TUNE else 0)
         step = self._steps.get(key)
         if step is None:
-            step = self._steps[key] = self._compile(phase, learning_rate)
+            step = self._steps[key] = self._compile(phase, schedule.learning_rate)
             fine_tune = [k for k in self._steps if k[0] == PHASE_FINE_TUNE]
             if len(fine_tune) > MAX_FINE_TUNE_STEPS:
                 del self._steps[fine_tune[0]]
@@ -135,9 +138,22 @@ class TrialModel:
         optimizer = step.model.optimizer
         for variable, value in zip(optimizer.variables, step.fresh_optimizer):
             variable.assign(value)
-        optimizer.learning_rate = learning_rate
+        trial_adam(optimizer).set_schedule(schedule.learning_rate, schedule.warmup_steps, schedule.decay_steps,
+                                           schedule.weight_decay)
         self.compiled = step.model
         return step.model
+
+    @contextmanager
+    def evaluated(self, averaged: bool) -> Iterator[None]:
+        """Within the block the model holds the weights to score and save: the moving average of
+        the current phase's trained weights when `averaged`, else the trained weights."""
+        from hamtune.training.optimizer import trial_adam
+
+        if not averaged or self.compiled is None:
+            yield
+            return
+        with trial_adam(self.compiled.optimizer).averaged_weights(self.compiled.trainable_variables):
+            yield
 
     @property
     def predictor(self) -> Callable[[Any], np.ndarray]:
@@ -185,14 +201,15 @@ def forget_models() -> None:
 
 
 def compile_model(model: Any, learning_rate: float) -> None:
-    """Compile for one training phase: a fresh Adam at `learning_rate` and the weighted loss.
+    """Compile for one training phase: a fresh `TrialAdam` at `learning_rate` (constant until
+    `set_schedule`) and the weighted loss.
 
     Shared with the tests and benchmarks so they train exactly what a trial trains.
     """
-    import keras
+    from hamtune.training.optimizer import TrialAdam
 
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=TrialAdam(learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         weighted_metrics=[],
     )

@@ -242,7 +242,7 @@ def test_cross_field_rules(settings: dict[str, Any], message: str) -> None:
         ("search.points_to_evaluate[0]", {"search": {"points_to_evaluate": [dict(POINT)]}},
          "class_weight_power, dropout, learning_rate, model, unfreeze_depth"),
         ("scheduler", {"scheduler": {}}, "grace_period, max_epochs, reduction_factor, type"),
-        ("training", {"training": {}}, "augmentation, backend, batch_size, epochs, fine_tune_lr_scale, mixed_precision, patience, seed_per_trial, warm_trials, warmup_epochs, weights"),
+        ("training", {"training": {}}, "augmentation, backend, batch_size, epochs, fine_tune_lr_scale, lr_schedule, lr_warmup_epochs, mixed_precision, patience, seed_per_trial, warm_trials, warmup_epochs, weight_averaging, weight_decay, weights"),
         ("resources", {"resources": {}}, "cpus_per_trial, gpus_per_trial, per_model"),
         ("resources.per_model.densenet121", {"resources": {"per_model": {"densenet121": {}}}}, "cpus, gpus"),
         ("failures", {"failures": {}}, "max_retries"),

@@ -41,7 +41,7 @@ def probes(hamtune_cache: Path) -> dict[str, dict]:
 def test_checkpoint_keys_are_the_same_on_both_backends(probes: dict[str, dict]) -> None:
     """A checkpoint written under JAX loads into a model built under TensorFlow (export) and back."""
     assert probes["jax"]["keys"] == probes["tensorflow"]["keys"]
-    assert len(probes["jax"]["keys"]["model"]) > 600 and "adam/iteration" in probes["jax"]["keys"]["optimizer"]
+    assert len(probes["jax"]["keys"]["model"]) > 600 and "trial_adam/iteration" in probes["jax"]["keys"]["optimizer"]
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])

@@ -187,7 +187,7 @@ def _dense_pair(output: str = "out") -> Any:
 
 def test_checkpoint_keys_are_paths_without_kerass_per_process_numbers() -> None:
     """A model rebuilt in the same process gets `seed_generator_6` and, after a recompile,
-    `adam_1` where a fresh process has `seed_generator` and `adam`: the keys must not change."""
+    `trial_adam_1` where a fresh process has `seed_generator` and `trial_adam`: the keys must not change."""
     import keras
 
     from hamtune.training.models import build_model
@@ -207,7 +207,8 @@ def test_checkpoint_keys_are_paths_without_kerass_per_process_numbers() -> None:
     assert seeds[:3] == ["seed_generator/seed_generator_state", "seed_generator/seed_generator_state#1",
                          "seed_generator/seed_generator_state#2"]
     assert "conv1_conv/kernel" in weights and weights[-2:] == ["classifier/kernel", "classifier/bias"]
-    assert optimizer[:2] == ["adam/iteration", "adam/learning_rate"]
+    assert optimizer[:5] == ["trial_adam/iteration", "trial_adam/learning_rate", "trial_adam/warmup_steps",
+                            "trial_adam/decay_steps", "trial_adam/weight_decay"]
     keras.backend.clear_session()
 
 

@@ -9,6 +9,7 @@ tests/sweep/test_faults.py and tests/sweep/test_resume.py, which run with warm t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,13 @@ def test_warm_trials_train_as_new_ones_without_tracing_again_or_growing(tmp_path
     b = {"model": "densenet121", "learning_rate": 1e-3, "dropout": 0.1, "unfreeze_depth": 0, "class_weight_power": 1.0}
     seed = trial_seed(0, a, sweep.training)
     assert seed == trial_seed(0, b, sweep.training)  # common random numbers: one start for both
+    # b's trials also differ in every stabiliser: warm-up + cosine, weight decay, averaged scoring.
+    stabilised = replace(sweep.training, lr_schedule="cosine", weight_decay=0.5, weight_averaging=True)
 
     def trial(params: dict[str, Any]) -> list[dict[str, Any]]:
         reporter = Rows()
-        run_trial(params, sweep.training, data, reporter, cpus=2, use_gpu=False, seed=seed)
+        run_trial(params, stabilised if params is b else sweep.training, data, reporter, cpus=2, use_gpu=False,
+                  seed=seed)
         return reporter.rows
 
     def scores(rows: list[dict[str, Any]]) -> list[tuple[float, float]]:
@@ -79,8 +83,9 @@ def test_warm_trials_train_as_new_ones_without_tracing_again_or_growing(tmp_path
     finally:
         forget_models()
 
-    # Learning rate, dropout rate and class weights all reached the reused compiled step, and
-    # nothing of the previous trial (weights, optimizer moments, seed generators) was left over.
+    # Learning rate and its schedule, weight decay, dropout rate and class weights all reached the
+    # reused compiled step, and nothing of the previous trial (weights, optimizer moments and
+    # averages, seed generators, the swap to averaged weights for scoring) was left over.
     np.testing.assert_allclose(scores(warm[-1]), scores(new_b), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scores(warm[-2]), scores(new_a), rtol=1e-5, atol=1e-6)
     assert scores(new_a) != scores(new_b)
