@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP
+from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP, DEFAULT_TTA, STEPS, TTA_CHOICES
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,11 +36,17 @@ def register(commands: argparse._SubParsersAction) -> None:
                             help="cross-validate this many of the best trials by val_macro_f1 (default: %(default)s)")
     evaluating.add_argument("--folds", type=int, default=DEFAULT_FOLDS,
                             help="lesion-grouped, dx-stratified folds of train+val (default: %(default)s)")
-    evaluating.add_argument("--no-tta", dest="tta", action="store_false",
-                            help="predict without test-time augmentation (default: average the 8 dihedral views)")
+    evaluating.add_argument("--tta", choices=TTA_CHOICES, default=DEFAULT_TTA,
+                            help="test-time augmentation views: auto (default: the flips a model trained with "
+                                 "flips saw, the 8 dihedral views after the full augmentation, none without), "
+                                 "none, flips or dihedral; kept only where it helps out of fold")
+    evaluating.add_argument("--no-tta", dest="tta", action="store_const", const="none", help="same as --tta none")
     evaluating.add_argument("--ensemble", action="store_true",
-                            help="the final model averages the calibrated refits of all --top configurations "
-                                 "(default: the CV-chosen configuration alone)")
+                            help="try an ensemble of the --top configurations within one standard error of the best "
+                                 "CV macro F1, kept only where it helps out of fold (default: one configuration)")
+    for step in STEPS:
+        evaluating.add_argument(f"--force-{step}", dest="force", action="append_const", const=step,
+                                help=f"keep {step} in the final model even where it did not help out of fold")
     evaluating.add_argument("--mel-sensitivity", type=float, default=DEFAULT_SENSITIVITY,
                             help="melanoma sensitivity the threshold is chosen for, in (0, 1) (default: %(default)s)")
     evaluating.add_argument("--epochs", type=int, default=None,
@@ -82,7 +88,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hamtune.evaluation.evaluate import evaluate, summary
 
     print(summary(evaluate(args.experiment, top=args.top, folds=args.folds, tta=args.tta, ensemble=args.ensemble,
-                           mel_sensitivity=args.mel_sensitivity, epochs=args.epochs, out=args.out, cpus=args.cpus,
+                           force=args.force or (), mel_sensitivity=args.mel_sensitivity, epochs=args.epochs, out=args.out, cpus=args.cpus,
                            address=args.address)))
     return 0
 

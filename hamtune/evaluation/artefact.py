@@ -52,7 +52,7 @@ DECISION_RULE = (f"{MELANOMA} when p({MELANOMA}) >= thresholds.{MELANOMA}, other
                  "class; `argmax` is the plain alternative")
 
 
-def _member(model_file: bytes, name: str, tta: bool) -> keras.Model:
+def _member(model_file: bytes, name: str, views: str) -> keras.Model:
     from hamtune.evaluation.tta import with_tta
     from hamtune.training.models import load_model
 
@@ -60,14 +60,15 @@ def _member(model_file: bytes, name: str, tta: bool) -> keras.Model:
         (Path(tmp) / MODEL_FILE).write_bytes(model_file)
         model = load_model(Path(tmp) / MODEL_FILE, compile=False)  # no optimizer state in the final file
     model.name = name  # members of one architecture would otherwise share a layer name
-    return with_tta(model) if tta else model
+    return with_tta(model, views)
 
 
-def final_model(members: Sequence[tuple[bytes, float]], tta: bool) -> keras.Model:
-    """The deployable model: (TTA of) each member, divided by its temperature, averaged."""
+def final_model(members: Sequence[tuple[bytes, float]], views: str) -> keras.Model:
+    """The deployable model: each member (averaged over its TTA `views`), divided by its
+    temperature (1 when calibration was dropped), averaged."""
     from hamtune.evaluation.ensemble import ensemble_model
 
-    return ensemble_model([(_member(file, f"member_{i}", tta), temperature)
+    return ensemble_model([(_member(file, f"member_{i}", views), temperature)
                            for i, (file, temperature) in enumerate(members)], name="hamtune_final")
 
 
@@ -83,7 +84,7 @@ def _predict_test(model: keras.Model, sweep: SweepConfig, data: PreparedData) ->
 
 def contract(report: dict[str, Any], image_size: int) -> dict[str, Any]:
     """model.json: what goes in, what comes out and how to decide."""
-    final = report["variants"][-1]
+    final = next(row for row in report["variants"] if row["variant"] == report["final_variant"])
     return {
         "classes": list(CLASSES),
         "input": {"height": image_size, "width": image_size, "channels": 3, "dtype": "uint8",
@@ -101,7 +102,7 @@ def contract(report: dict[str, Any], image_size: int) -> dict[str, Any]:
 
 
 def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, members: Sequence[tuple[Fit, float]],
-                rows: Sequence[Variant], reliability_rows: Sequence[Variant], sweep: SweepConfig,
+                final: Variant, reliability_rows: Sequence[Variant], sweep: SweepConfig,
                 data: PreparedData) -> Evaluation:
     """Assemble the final model from its (refit, temperature) members, check that it reproduces the
     evaluation's final probabilities on test, then write the directory."""
@@ -118,7 +119,6 @@ def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, membe
 
     configure_tensorflow(1, None, mixed_precision=False)  # inference files: float32 whatever the trials used
     model = final_model([(fit.model_file, temperature) for fit, temperature in members], report["tta"])
-    final = rows[-1]
     logger.info("checking that the assembled final model (%s) reproduces the evaluated test probabilities",
                 final.name)
     difference = float(np.abs(_predict_test(model, sweep, data) - final.test).max())
@@ -127,7 +127,7 @@ def write_final(target: Path, report: dict[str, Any], cv: CrossValidation, membe
                               f"(max difference {difference:.2e}); nothing was written")
     test = data.index.table.iloc[data.positions("test")]
     y_test = test["label"].to_numpy()
-    threshold = report["variants"][-1]["mel_threshold"]
+    threshold = contract(report, data.image_size)["thresholds"][MELANOMA]
     report = {**report, "reproduction_max_difference": difference, "data": data_provenance(sweep, data),
               "config": to_dict(sweep), "versions": versions(),
               "confusion_matrix": compute_metrics(y_test, final.test)["confusion_matrix"]}

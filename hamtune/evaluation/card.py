@@ -88,7 +88,8 @@ def _estimate(value: dict[str, float]) -> str:
 
 def final_card(report: dict[str, Any], cv: CrossValidation) -> str:
     """The final model's MODEL_CARD.md: the choice by cross-validation, each step's effect on test, the threshold."""
-    data, final = report["data"], report["variants"][-1]
+    data = report["data"]
+    final = next(row for row in report["variants"] if row["variant"] == report["final_variant"])
     steps = pd.DataFrame([{"variant": row["variant"], **{name: _estimate(row["scores"][name]) for name in VARIANT_SCORES},
                            f"{MELANOMA} threshold": row["mel_threshold"]} for row in report["variants"]])
     ranking = cv.summary[["config", "trial_id", "model", "sweep_rank", OBJECTIVE.name, "epochs", "cv_macro_f1_mean",
@@ -98,12 +99,16 @@ def final_card(report: dict[str, Any], cv: CrossValidation) -> str:
                                                 for k, v in m["params"].items())
         + f"; {m['epochs']} epoch(s), seed {m['seed']}, temperature {m['temperature']:.3f}" for m in report["members"])
     calibration = report["calibration"]
+    views = {"none": "", "flips": "the 4 flip views (mirror images, upside down and both)",
+             "dihedral": "the 8 dihedral views (rotations and mirror images)"}[report["tta"]]
+    decisions = "\n".join(f"- {step['decision']}" for step in report["steps"])
+    notes = "".join(f"\n- {note}" for note in report["ensemble_notes"])
     return f"""# Model card: hamtune final model ({final['variant']})
 
 ## Model
 - Input: {data['image_size']}×{data['image_size']} RGB uint8 (`model.json` has the full contract); output:
   calibrated probabilities of {', '.join(CLASSES)}.
-- {'Test-time augmentation over the 8 dihedral views (rotations and mirror images) inside the model. ' if report['tta'] else ''}Members, each refitted on all
+- {f'Test-time augmentation over {views} inside the model. ' if views else ''}Members, each refitted on all
   {report['train_val_images']} train+val images for its trial's best-epoch count and divided by its temperature:
 {members}
 - Decision: {MELANOMA} when p({MELANOMA}) ≥ {final['mel_threshold']:.4f} (chosen on out-of-fold predictions for a
@@ -113,10 +118,14 @@ def final_card(report: dict[str, Any], cv: CrossValidation) -> str:
 
 ## How it was chosen
 The top {report['top']} trials of the sweep by validation macro F1 were each retrained on {report['folds']}
-lesion-grouped, diagnosis-stratified folds of train+val ({'with' if report['tta'] else 'without'} TTA) and ranked by mean
-out-of-fold macro F1: {report['cv_ranking']}.
+lesion-grouped, diagnosis-stratified folds of train+val and ranked by mean out-of-fold macro F1;
+the sweep's best is replaced only by a configuration ahead of it on the same folds by more than the
+paired difference's standard error: {report['cv_ranking']}.
 
 {markdown_table(ranking)}
+
+Each optional step was kept only where it improved its out-of-fold score (never test), unless forced:
+{decisions}{notes}
 
 Calibration: {calibration['method']}; out-of-fold ECE {calibration['out_of_fold_ece_before']:.4f} before,
 {calibration['out_of_fold_ece_after']:.4f} after.
@@ -125,7 +134,7 @@ Calibration: {calibration['method']}; out-of-fold ECE {calibration['out_of_fold_
 
 ## Test results, step by step
 Each value with its 95% interval (percentile bootstrap over test lesions, 1000 resamples). The
-last row is this model. `mel_sensitivity` and `mel_specificity` use the melanoma threshold of
+row "{final['variant']}" is this model; the others are scored for the record. `mel_sensitivity` and `mel_specificity` use the melanoma threshold of
 each row (chosen out of fold); `mel_recall_argmax` and `mel_specificity_argmax` are the plain
 argmax rule's.
 

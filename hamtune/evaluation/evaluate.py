@@ -1,13 +1,16 @@
 """`hamtune evaluate`: from a finished sweep to one final model directory.
 
 The path, each step fitted only on train+val and test scored once at the end:
-1. the top K configurations cross-validated on F lesion-grouped folds of train+val; the final
-   configuration is the one with the best mean CV macro F1 (`crossval`);
-2. the chosen configuration (and the sweep's best, for comparison; every top configuration
-   for an ensemble) refitted on all of train+val (`fitting`);
-3. test-time augmentation over the dihedral views (`tta`), temperature scaling fitted on the
-   out-of-fold predictions (`calibration`), the mean of the calibrated top-K refits
-   (`ensemble`), and a melanoma threshold for the requested sensitivity (`thresholds`);
+1. the top K configurations cross-validated on F lesion-grouped folds of train+val; the sweep's
+   best stays the final configuration unless another beats it on the same folds by more than
+   the paired difference's standard error (`crossval`);
+2. test-time augmentation over the views the training augmentation covers (`tta`), temperature
+   scaling fitted on the out-of-fold predictions (`calibration`) and, with `--ensemble`, the mean
+   of the configurations within one standard error of the best (`ensemble`): each kept only
+   where it improved its out-of-fold score, or when forced (`steps`);
+3. the chosen configuration, the sweep's best (for comparison) and the ensemble's candidates
+   refitted on all of train+val (`fitting`), and a melanoma threshold for the requested
+   sensitivity (`thresholds`);
 4. every variant scored on test with lesion-bootstrap intervals (`scoring`), and the final one
    written as `.keras` + SavedModel with its contract and model card (`artefact`, `card`).
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-
+from collections.abc import Collection
 
 import numpy as np
 
@@ -25,13 +28,15 @@ from hamtune.results.analysis import load_results
 from hamtune.training.device import use_backend
 from hamtune.errors import ConfigError, ExperimentError
 from hamtune.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
-from hamtune.evaluation.crossval import CrossValidation, candidates, collect, fold_jobs, ranking_note
+from hamtune.evaluation.crossval import candidates, collect, fold_jobs, ranking_note
 from hamtune.evaluation.ensemble import average
-from hamtune.evaluation.fitting import check_cpus, Fit, FitJob, run_fits
+from hamtune.evaluation.fitting import check_cpus, FitJob, run_fits
 from hamtune.evaluation.folds import check_fold_count, grouped_folds
 from hamtune.evaluation.scoring import score_variant
 from hamtune.evaluation.selection import check_top, new_or_empty_dir, resolve_experiment, top_trials
-from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP
+from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP, DEFAULT_TTA, STEPS, TTA_CHOICES
+from hamtune.evaluation.steps import ensemble_members, judge
+from hamtune.metrics import macro_f1
 from hamtune.evaluation.thresholds import check_sensitivity
 from hamtune.keys import OBJECTIVE
 from hamtune.evaluation.types import Evaluation, Variant
@@ -40,9 +45,14 @@ logger = logging.getLogger(__name__)
 
 
 def _check(top: int, folds: int, mel_sensitivity: float, epochs: int | None, cpus: float | None,
-           address: str | None) -> None:
+           address: str | None, tta: str, force: Collection[str]) -> None:
     from hamtune.sweep.cluster import check_address
 
+    if tta not in TTA_CHOICES:
+        raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
+    unknown = sorted(set(force) - set(STEPS))
+    if unknown:
+        raise ConfigError(f"cannot force {', '.join(unknown)}: the steps are {', '.join(STEPS)}")
     check_sensitivity(mel_sensitivity)
     check_top(top)
     check_fold_count(folds)
@@ -52,36 +62,22 @@ def _check(top: int, folds: int, mel_sensitivity: float, epochs: int | None, cpu
     check_address(address)
 
 
-def variants(cv: CrossValidation, refits: dict[int, Fit], temperatures: list[float], tta: bool,
-             ensemble: bool) -> list[Variant]:
-    """The steps from the sweep's best refit to the final model, each one adding one thing."""
-    best, chosen = refits[0], refits[cv.chosen]
-    rows = [Variant("sweep's best, refit", best.proba, cv.oof_plain[0]),
-            Variant("CV-chosen, refit", chosen.proba, cv.oof_plain[cv.chosen])]
-    deployed = chosen.tta_proba if tta else chosen.proba
-    if tta:
-        rows.append(Variant("CV-chosen + TTA", deployed, cv.oof[cv.chosen]))
-    temperature = temperatures[cv.chosen]
-    rows.append(Variant(f"CV-chosen{' + TTA' if tta else ''} + calibration",
-                        apply_temperature(deployed, temperature), apply_temperature(cv.oof[cv.chosen], temperature)))
-    if ensemble:
-        members = sorted(refits)
-        test = [apply_temperature(refits[k].tta_proba if tta else refits[k].proba, temperatures[k]) for k in members]
-        oof = [apply_temperature(cv.oof[k], temperatures[k]) for k in members]
-        label = "TTA, calibrated" if tta else "calibrated"
-        rows.append(Variant(f"ensemble of the top {len(members)} ({label})", average(test), average(oof)))
-    return rows
+def _macro_f1(y_true: np.ndarray, proba: np.ndarray) -> float:
+    return float(macro_f1(y_true, proba.argmax(axis=1)))
 
 
-def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, tta: bool = True,
+def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, tta: str = DEFAULT_TTA,
              ensemble: bool = False, mel_sensitivity: float = DEFAULT_SENSITIVITY, epochs: int | None = None,
-             out: str | None = None, cpus: float | None = None, address: str | None = None) -> Evaluation:
-    """Cross-validate the top configurations, refit, calibrate, ensemble, choose the melanoma
-    threshold, score every step on test and write the final model directory (see the module)."""
+             out: str | None = None, cpus: float | None = None, address: str | None = None,
+             force: Collection[str] = ()) -> Evaluation:
+    """Cross-validate the top configurations, refit, then keep each of TTA, calibration and the
+    ensemble only where it helped out of fold (or is in `force`), choose the melanoma threshold,
+    score every variant on test and write the final model directory (see the module)."""
     from hamtune.evaluation.artefact import write_final
     from hamtune.evaluation.refit import saved_sweep
+    from hamtune.evaluation.tta import VIEW_COUNTS, views_for
 
-    _check(top, folds, mel_sensitivity, epochs, cpus, address)
+    _check(top, folds, mel_sensitivity, epochs, cpus, address, tta, force)
     experiment = resolve_experiment(location)
     results = load_results([experiment.uri])
     top_table = top_trials(results.trials, top)
@@ -97,46 +93,100 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     y_dev, y_test = data.labels(dev), data.labels(test)
     held_out = grouped_folds(y_dev, table["lesion_id"].to_numpy()[dev], folds, seed=sweep.search.seed)
     configs = candidates(top_table, sweep, epochs)
+    views = [views_for(tta, sweep.training.augmentation_for(config.params["model"])) for config in configs]
     cpus = cpus or len(os.sched_getaffinity(0))
 
     logger.info("cross-validating the top %d configuration(s) on %d lesion-grouped folds of %d train+val "
                 "images: %d training runs", len(configs), folds, len(dev), len(configs) * folds)
-    cv = collect(configs, held_out, run_fits(fold_jobs(configs, dev, held_out, tta), sweep, data, cpus, address),
+    cv = collect(configs, held_out, run_fits(fold_jobs(configs, dev, held_out, views), sweep, data, cpus, address),
                  y_dev)
     note = ranking_note(cv)
     logger.info("%s", note)
+    chosen = cv.chosen
 
-    deployed = list(range(len(configs))) if ensemble else [cv.chosen]  # the final model's members
-    members = sorted({0, cv.chosen, *deployed})  # the sweep's best is refitted for comparison
+    # Each step judged out of fold, on the chosen configuration, in the order the model applies them.
+    decisions = []
+    with_tta = False
+    if views[chosen] != "none":
+        decisions.append(judge("tta", f"TTA over the {VIEW_COUNTS[views[chosen]]} {views[chosen]} views", "macro F1",
+                               _macro_f1(y_dev, cv.oof[chosen]), _macro_f1(y_dev, cv.oof_plain[chosen]),
+                               "tta" in force))
+        with_tta = decisions[-1].kept
+    deployed_oof = cv.oof if with_tta else cv.oof_plain
+    temperatures = [fit_temperature(oof, y_dev) for oof in deployed_oof]
+    decisions.append(judge("calibration", "temperature scaling", "ECE",
+                           expected_calibration_error(y_dev, apply_temperature(deployed_oof[chosen],
+                                                                               temperatures[chosen])),
+                           expected_calibration_error(y_dev, deployed_oof[chosen]), "calibration" in force))
+    used = temperatures if decisions[-1].kept else [1.0] * len(configs)
+    candidates_ = [chosen]
+    ensemble_notes: list[str] = []
+    if ensemble:
+        candidates_, ensemble_notes = ensemble_members(cv.summary, chosen, folds)
+        if len(candidates_) == 1:
+            ensemble_notes.append("the ensemble rule leaves one configuration: no ensemble")
+    ensemble_oof = average([apply_temperature(deployed_oof[k], used[k]) for k in candidates_])
+    if len(candidates_) > 1:
+        decisions.append(judge("ensemble", f"ensemble of {len(candidates_)} configurations", "macro F1",
+                               _macro_f1(y_dev, ensemble_oof),
+                               _macro_f1(y_dev, apply_temperature(deployed_oof[chosen], used[chosen])),
+                               "ensemble" in force))
+    for line in [*ensemble_notes, *(decision.line() for decision in decisions)]:
+        logger.info("%s", line)
+    kept = {decision.step for decision in decisions if decision.kept}
+    deployed = candidates_ if "ensemble" in kept else [chosen]  # the final model's members
+
+    refitted = sorted({0, chosen, *candidates_})  # the sweep's best is refitted for comparison
     jobs = [FitJob(f"refit of config {k + 1} (trial {configs[k].trial_id})", configs[k].params, configs[k].epochs,
-                   configs[k].seed, dev, test, tta=tta, keep_model=True) for k in members]
+                   configs[k].seed, dev, test, views=views[k], keep_model=True) for k in refitted]
     logger.info("refitting %d configuration(s) on all %d train+val images", len(jobs), len(dev))
-    refits = dict(zip(members, run_fits(jobs, sweep, data, cpus, address)))
-    temperatures = [fit_temperature(oof, y_dev) for oof in cv.oof]
+    refits = dict(zip(refitted, run_fits(jobs, sweep, data, cpus, address)))
+
+    def test_proba(k: int, temperature: float) -> np.ndarray:
+        return apply_temperature(refits[k].tta_proba if with_tta else refits[k].proba, temperature)
+
+    rows = [Variant("sweep's best, refit", refits[0].proba, cv.oof_plain[0]),
+            Variant("CV-chosen, refit", refits[chosen].proba, cv.oof_plain[chosen])]
+    final = 1
+    if views[chosen] != "none":
+        rows.append(Variant(f"CV-chosen + TTA ({views[chosen]})", refits[chosen].tta_proba, cv.oof[chosen]))
+        final = len(rows) - 1 if with_tta else final
+    base = rows[final]
+    rows.append(Variant(f"{base.name.removesuffix(', refit')} + calibration",
+                        test_proba(chosen, temperatures[chosen]),
+                        apply_temperature(deployed_oof[chosen], temperatures[chosen])))
+    calibrated = len(rows) - 1
+    final = calibrated if "calibration" in kept else final
+    if len(candidates_) > 1:
+        label = ", ".join([f"TTA ({views[chosen]})"] * with_tta + ["calibrated"] * ("calibration" in kept)) or "plain"
+        rows.append(Variant(f"ensemble of {len(candidates_)} ({label})",
+                            average([test_proba(k, used[k]) for k in candidates_]), ensemble_oof))
+        final = len(rows) - 1 if "ensemble" in kept else final
 
     lesions = table["lesion_id"].to_numpy()[test]
-    rows = variants(cv, refits, temperatures, tta, ensemble)
     scored = [{"variant": row.name, **score_variant(y_test, row.test, lesions, y_dev, row.oof, mel_sensitivity,
                                                      sweep.search.seed)} for row in rows]
     report = {
-        "experiment": experiment.uri, "top": len(configs), "folds": folds, "tta": tta, "ensemble": ensemble,
+        "experiment": experiment.uri, "top": len(configs), "folds": folds, "tta": views[chosen] if with_tta else "none",
+        "tta_requested": tta, "ensemble": ensemble, "forced": sorted(force),
         "mel_sensitivity_target": mel_sensitivity, "epochs_from": "each trial's best epoch" if epochs is None
         else "--epochs", "train_val_images": len(dev), "test_images": len(test),
-        "cv_ranking": note, "chosen_trial": configs[cv.chosen].trial_id,
+        "cv_ranking": note, "chosen_trial": configs[chosen].trial_id,
         "cross_validation": json.loads(cv.summary.to_json(orient="records")),
-        "members": [{**configs[k]._asdict(), "temperature": temperatures[k], "train_seconds": refits[k].seconds}
-                    for k in deployed],
+        "steps": [decision.record() for decision in decisions], "ensemble_notes": ensemble_notes,
+        "members": [{**configs[k]._asdict(), "temperature": used[k], "tta": views[k] if with_tta else "none",
+                     "train_seconds": refits[k].seconds} for k in deployed],
         "calibration": {
             "method": "temperature scaling fitted on out-of-fold predictions (never test)",
-            "out_of_fold_ece_before": expected_calibration_error(y_dev, cv.oof[cv.chosen]),
+            "out_of_fold_ece_before": expected_calibration_error(y_dev, deployed_oof[chosen]),
             "out_of_fold_ece_after": expected_calibration_error(
-                y_dev, apply_temperature(cv.oof[cv.chosen], temperatures[cv.chosen])),
+                y_dev, apply_temperature(deployed_oof[chosen], temperatures[chosen])),
         },
-        "variants": scored, "final_variant": scored[-1]["variant"],
+        "variants": scored, "final_variant": scored[final]["variant"],
     }
-    calibration_step = rows[-3:-1] if ensemble else rows[-2:]  # the chosen model before and after
-    return write_final(target, report, cv, [(refits[k], temperatures[k]) for k in deployed], rows,
-                       [*calibration_step, *rows[-1:] * ensemble], sweep, data)
+    reliability = [rows[calibrated - 1], rows[calibrated], *rows[calibrated + 1:]]  # before and after, the ensemble
+    return write_final(target, report, cv, [(refits[k], used[k]) for k in deployed], rows[final], reliability,
+                       sweep, data)
 
 
 def summary(result: Evaluation) -> str:
@@ -150,7 +200,9 @@ def summary(result: Evaluation) -> str:
                      f"{OBJECTIVE.name} {row[OBJECTIVE.name]:.4f}): {row['cv_macro_f1_mean']:.4f} ± "
                      f"{row['cv_macro_f1_std']:.4f} [{row['cv_macro_f1_min']:.4f}, {row['cv_macro_f1_max']:.4f}], "
                      f"balanced accuracy {row['cv_balanced_accuracy_mean']:.4f}")
-    lines += [f"{report['cv_ranking']}.",
+    lines += [f"{report['cv_ranking']}.", "steps, each kept only where it helped out of fold:",
+              *(f"  {step['decision']}" for step in report["steps"]),
+              *(f"  {note}" for note in report["ensemble_notes"]),
               f"test ({report['test_images']} images, 95% lesion-bootstrap intervals; melanoma threshold chosen out "
               f"of fold for sensitivity {report['mel_sensitivity_target']:.2f}):"]
     for row in report["variants"]:
@@ -158,6 +210,7 @@ def summary(result: Evaluation) -> str:
         shown = ", ".join(f"{name.replace('_', ' ')} {scores[name]['value']:.4f} "
                           f"[{scores[name]['low']:.4f}, {scores[name]['high']:.4f}]"
                           for name in ("macro_f1", "balanced_accuracy", "mel_sensitivity", "ece"))
-        lines.append(f"  {row['variant']}: {shown}")
+        mark = "  <- final" if row["variant"] == report["final_variant"] else ""
+        lines.append(f"  {row['variant']}: {shown}{mark}")
     lines.append(f"final model: {report['final_variant']}; wrote {result.out}/: {', '.join(FINAL_FILES)}")
     return "\n".join(lines)

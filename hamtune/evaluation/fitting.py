@@ -42,7 +42,7 @@ class FitJob(NamedTuple):
     seed: int
     fit: np.ndarray  # positions in the image cache
     predict: np.ndarray
-    tta: bool = False  # also predict averaged over the dihedral views
+    views: str = "none"  # also predict averaged over these TTA views ("flips", "dihedral")
     keep_model: bool = False  # hand the trained model back as `.keras` bytes
 
 
@@ -72,7 +72,7 @@ def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, us
     dataset = make_dataset(images, job.predict, data.labels(job.predict), batch_size=sweep.training.batch_size)
     with model.evaluated(sweep.training.weight_averaging):  # what the trials scored
         proba = model.predictor(dataset)  # the trials' own evaluation path
-        tta_proba = make_predictor(with_tta(model.model))(dataset) if job.tta else None
+        tta_proba = None if job.views == "none" else make_predictor(with_tta(model.model, job.views))(dataset)
         model_file = None
         if job.keep_model:
             with tempfile.TemporaryDirectory(prefix="hamtune-fit-") as tmp:

@@ -60,8 +60,14 @@ def top_trials(trials: pd.DataFrame, top: int) -> pd.DataFrame:
 
 
 def trial_params(trial: pd.Series) -> dict[str, Any]:
-    """A trial row's hyperparameters as plain Python values (`HYPERPARAMETERS`)."""
-    return {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in HYPERPARAMETERS}
+    """A trial row's hyperparameters as plain Python values (`HYPERPARAMETERS`), as the trial
+    trained: a from-scratch row shows no unfreeze depth, and its trial trained every block."""
+    from hamtune.backbones import max_unfreeze_depth
+
+    params = {key: trial[key].item() if hasattr(trial[key], "item") else trial[key] for key in HYPERPARAMETERS}
+    if pd.isna(params["unfreeze_depth"]):
+        params["unfreeze_depth"] = max_unfreeze_depth(params["model"])
+    return params
 
 
 def new_or_empty_dir(out: str) -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from hamtune.config import SCRATCH
 from hamtune.errors import ExperimentError
 from hamtune.store.tables import (
     EPOCHS_FILE,
@@ -145,7 +146,7 @@ class ResultRecorder(Callback):
             last = epochs[max(epochs)] if epochs else {}
             rows[trial_id] = {
                 **{key: best.get(key) for key in METRIC_COLUMNS},
-                **record["params"],
+                **self._shown_params(record["params"]),
                 "trial_id": trial_id,
                 "status": status,
                 "mode": self.modes.get(model),
@@ -162,9 +163,16 @@ class ResultRecorder(Callback):
             }
         return rows
 
+    def _shown_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's hyperparameters as the tables show them: no unfreeze depth from scratch,
+        where every block trains and the depth does not apply (`trial_params` reads it back)."""
+        if self.modes.get(params["model"]) == SCRATCH:
+            return {**params, "unfreeze_depth": None}
+        return params
+
     def epoch_rows(self) -> list[dict[str, Any]]:
         return [
-            {**row, **self._trials[trial_id]["params"], "trial_id": trial_id}
+            {**row, **self._shown_params(self._trials[trial_id]["params"]), "trial_id": trial_id}
             for trial_id, epochs in self._epochs.items() if trial_id in self._trials
             for _, row in sorted(epochs.items())
         ]

@@ -2,7 +2,7 @@
 
 A small real sweep (a lesion-whole subset of the dev set, 2 trials of 1 epoch at 32 px), then
 the whole final-model path at its smallest: the top 2 configurations on 2 folds as Ray tasks,
-TTA, calibration, the ensemble and the melanoma threshold; then new images through the model
+TTA and calibration (forced), the ensemble where its rule allows and the melanoma threshold; then new images through the model
 directory. Tiny training means weak models: these tests check that every number is what the
 files say and that the written model is the evaluated one, not that the model is good (the
 benchmark in benchmarks/final_model.py measures that, from scratch on the dev set).
@@ -73,8 +73,10 @@ def experiment(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path, de
 @pytest.fixture(scope="module")
 def final(experiment: Path, hamtune_cache: Path) -> tuple[Path, str]:
     out = experiment.parent / "final-model"
-    result = _hamtune("evaluate", str(experiment), "--top", "2", "--folds", "2", "--ensemble", "--address", "local",
-                      "--out", str(out), cache=hamtune_cache, cwd=experiment.parent)
+    # TTA and calibration forced, so the path is known whatever one epoch's out-of-fold scores say.
+    result = _hamtune("evaluate", str(experiment), "--top", "2", "--folds", "2", "--ensemble", "--force-tta",
+                      "--force-calibration", "--address", "local", "--out", str(out), cache=hamtune_cache,
+                      cwd=experiment.parent)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return out, result.stdout
 
@@ -85,11 +87,22 @@ def test_evaluate_writes_one_final_model_directory(final: tuple[Path, str]) -> N
     assert (out / SAVED_MODEL_DIR / "saved_model.pb").is_file()
     report = json.loads((out / EVALUATION_FILE).read_text())
     names = [row["variant"] for row in report["variants"]]
-    assert names == ["sweep's best, refit", "CV-chosen, refit", "CV-chosen + TTA", "CV-chosen + TTA + calibration",
-                     "ensemble of the top 2 (TTA, calibrated)"]
-    assert report["final_variant"] == names[-1]
+    # Transfer mode trains with the full augmentation (rotations included): TTA over the 8 dihedral views.
+    assert names[:4] == ["sweep's best, refit", "CV-chosen, refit", "CV-chosen + TTA (dihedral)",
+                         "CV-chosen + TTA (dihedral) + calibration"]
+    steps = {step["step"]: step for step in report["steps"]}
+    assert steps["tta"]["kept"] and steps["calibration"]["kept"] and report["tta"] == "dihedral"
+    if len(names) == 5:  # both configurations within one standard error: an ensemble was tried
+        assert names[4] == "ensemble of 2 (TTA (dihedral), calibrated)"
+        assert steps["ensemble"]["kept"] == (steps["ensemble"]["with_step"] > steps["ensemble"]["without"])
+    else:
+        assert "ensemble" not in steps and report["ensemble_notes"][-1].endswith("no ensemble")
+    final = names[4] if steps.get("ensemble", {}).get("kept") else names[3]
+    assert report["final_variant"] == final and f"{final}: " in printed and "<- final" in printed
     for name in names:
         assert name in printed
+    for step in steps.values():
+        assert step["decision"] in printed
     assert "cross-validation" in printed and str(out) in printed
     card = (out / CARD_FILE).read_text()
     for expected in ("How it was chosen", "CC BY-NC 4.0", "Tschandl", report["data"]["fingerprint"], "| variant |"):
@@ -106,7 +119,8 @@ def test_cross_validation_covers_train_plus_val_once_per_configuration(final: tu
     assert sorted(folds["fold"].unique()) == [1, 2]
     report = json.loads((out / EVALUATION_FILE).read_text())
     trials = pd.read_parquet(experiment / "trials.parquet")
-    assert [m["trial_id"] for m in report["members"]] == trials["trial_id"].head(2).tolist()  # sweep order
+    members = [m["trial_id"] for m in report["members"]]
+    assert members == [t for t in trials["trial_id"].head(2) if t in members]  # sweep order
     assert report["chosen_trial"] in trials["trial_id"].head(2).tolist()
     assert report["train_val_images"] == train_val
 
@@ -117,7 +131,8 @@ def test_every_reported_number_is_recomputed_from_the_saved_predictions(final: t
     predictions = pd.read_parquet(out / PREDICTIONS_FILE)
     proba = probabilities(predictions)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
-    scores = report["variants"][-1]["scores"]
+    final = next(row for row in report["variants"] if row["variant"] == report["final_variant"])
+    scores = final["scores"]
     y = predictions["y_true"].to_numpy()
     assert scores["macro_f1"]["value"] == pytest.approx(f1_score(y, proba.argmax(axis=1), average="macro",
                                                                  zero_division=0))
@@ -129,7 +144,7 @@ def test_every_reported_number_is_recomputed_from_the_saved_predictions(final: t
                 assert estimate["low"] - 1e-9 <= estimate["value"] <= estimate["high"] + 1e-9, (row["variant"], name)
     mel = CLASSES.index("mel")
     called = predictions["y_pred_mel_threshold"] == mel
-    assert (called == (predictions["prob_mel"] >= report["variants"][-1]["mel_threshold"])).all()
+    assert (called == (predictions["prob_mel"] >= final["mel_threshold"])).all()
     assert report["reproduction_max_difference"] <= 1e-4
 
 
@@ -137,7 +152,9 @@ def test_the_model_file_is_the_evaluated_model(final: tuple[Path, str], hamtune_
     out, _ = final
     contract = json.loads((out / CONTRACT_FILE).read_text())
     assert contract["classes"] == list(CLASSES) and contract["input"]["dtype"] == "uint8"
-    assert contract["tta"] is True and len(contract["members"]) == 2
+    report = json.loads((out / EVALUATION_FILE).read_text())
+    assert contract["tta"] == "dihedral" and contract["variant"] == report["final_variant"]
+    assert [m["trial_id"] for m in contract["members"]] == [m["trial_id"] for m in report["members"]]
     predictions = pd.read_parquet(out / PREDICTIONS_FILE).head(5)
     images = [str(next(dev_dir.glob(f"*/{image_id}.jpg")))
               for image_id in predictions["image_id"]]

@@ -79,6 +79,25 @@ def test_the_eight_dihedral_views_are_the_rotations_of_the_image_and_of_its_mirr
     assert len({view[0].tobytes() for view in views}) == 8  # eight distinct views of an asymmetric image
 
 
+def test_the_four_flip_views_are_what_random_flips_train_on() -> None:
+    from hamtune.evaluation.tta import FlipViews
+
+    image = np.arange(2 * 3 * 3 * 1).reshape(2, 3, 3, 1).astype("uint8")
+    views = np.asarray(FlipViews()(image)).reshape(4, 2, 3, 3, 1)
+    for got, want in zip(views, [image, image[:, :, ::-1], image[:, ::-1], image[:, ::-1, ::-1]]):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("tta", "augmentation", "views"), [
+    ("auto", "flips", "flips"), ("auto", "full", "dihedral"), ("auto", "none", "none"),
+    ("dihedral", "flips", "dihedral"), ("none", "full", "none"), ("flips", "none", "flips"),
+])
+def test_auto_tta_follows_the_training_augmentation(tta: str, augmentation: str, views: str) -> None:
+    from hamtune.evaluation.tta import views_for
+
+    assert views_for(tta, augmentation) == views
+
+
 def test_tta_averages_the_model_over_the_views() -> None:
     import keras
 
@@ -93,6 +112,11 @@ def test_tta_averages_the_model_over_the_views() -> None:
     image[0, 0, 0] = 255  # only the top-left corner is bright
     assert float(model(image)[0, 0]) == 1.0
     assert float(with_tta(model)(image)[0, 0]) == pytest.approx(0.25)  # bright corner top-left in 2 of 8 views
+    assert float(with_tta(model, "flips")(image)[0, 0]) == pytest.approx(0.25)  # in 1 of 4
+    edge = np.zeros((1, 3, 3, 1), dtype="uint8")
+    edge[0, 0, 1] = 255  # top middle: never a corner, in any view
+    assert float(with_tta(model, "flips")(edge)[0, 0]) == 0.0
+    assert with_tta(model, "none") is model
 
 
 # --- calibration ----------------------------------------------------------------------------------------------
@@ -188,3 +212,53 @@ def test_lesion_counts_ignore_repeated_images() -> None:
     counts = lesions_per_class(np.array([0, 0, 1, 1, 1]), np.array(["a", "a", "b", "c", "c"]))
     assert counts.to_dict() == {0: 1, 1: 2}
     assert isinstance(counts, pd.Series)
+
+
+# --- the final model's decisions -------------------------------------------------------------------------
+
+
+def _folds(scores: dict[int, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"config": config, "fold": fold, "macro_f1": score}
+                         for config, values in scores.items() for fold, score in enumerate(values, 1)])
+
+
+def test_another_configuration_replaces_the_sweeps_best_only_beyond_the_paired_standard_error() -> None:
+    from hamtune.evaluation.crossval import paired_choice, paired_gains
+
+    # Config 2 is ahead on every fold: gains 0.02, 0.01, 0.02, mean 0.01667, std 0.00577, SE 0.00333.
+    # Config 3 is ahead on average but not fold by fold: 0.2, -0.2, 0.03, mean 0.01, std 0.2007, SE 0.1159.
+    gain, se = paired_gains(_folds({1: [0.40, 0.50, 0.45], 2: [0.42, 0.51, 0.47], 3: [0.60, 0.30, 0.48]}))
+    np.testing.assert_allclose(gain, [0.0, 0.016667, 0.01], atol=1e-6)
+    np.testing.assert_allclose(se, [0.0, 0.003333, 0.115902], atol=1e-6)
+    assert paired_choice(gain, se) == 1
+    assert paired_choice(gain[[0, 2]], se[[0, 2]]) == 0  # config 3 alone: within its noise
+    # The real split's case: 0.009 ahead over 2 folds (std 0.049 against 0.005): the sweep's best stays.
+    gain, se = paired_gains(_folds({1: [0.4015, 0.4085], 2: [0.449, 0.379]}))
+    assert gain[1] == pytest.approx(0.009) and se[1] == pytest.approx(0.0385)  # gains 0.0475, -0.0295
+    assert paired_choice(gain, se) == 0
+
+
+def test_the_ensemble_takes_configurations_within_one_standard_error_of_the_best() -> None:
+    from hamtune.evaluation.steps import ensemble_members
+
+    summary = pd.DataFrame({"trial_id": ["a", "b", "c"], "cv_macro_f1_mean": [0.45, 0.44, 0.30],
+                            "cv_macro_f1_std": [0.03, 0.02, 0.05]})
+    members, left_out = ensemble_members(summary, chosen=0, folds=3)  # floor 0.45 - 0.03 / sqrt(3) = 0.4327
+    assert members == [0, 1]
+    assert left_out == ["trial c left out of the ensemble: CV macro F1 0.3000, below the best's 0.4500 less one "
+                        "standard error (0.4327)"]
+    assert ensemble_members(summary, chosen=2, folds=3)[0] == [0, 1, 2]  # the deployed one always
+
+
+def test_a_step_is_kept_only_where_it_improved_its_out_of_fold_score() -> None:
+    from hamtune.evaluation.steps import judge
+
+    dropped = judge("tta", "TTA over the 4 flips views", "macro F1", 0.40, 0.41, force=False)
+    assert not dropped.kept
+    assert dropped.line() == ("TTA over the 4 flips views: dropped (out-of-fold macro F1 0.4000 with it, "
+                              "0.4100 without)")
+    forced = judge("tta", "TTA", "macro F1", 0.40, 0.41, force=True)
+    assert forced.kept and "kept by --force-tta although it did not help" in forced.line()
+    assert judge("calibration", "temperature scaling", "ECE", 0.05, 0.12, force=False).kept  # lower is better
+    assert not judge("calibration", "temperature scaling", "ECE", 0.12, 0.12, force=False).kept
+    assert judge("ensemble", "ensemble", "macro F1", 0.43, 0.42, force=False).record()["helped"]

@@ -29,7 +29,8 @@ from hamtune.evaluation.refit import (
     refit,
     summary,
 )
-from hamtune.evaluation.selection import choose_trial, resolve_experiment
+from hamtune.backbones import max_unfreeze_depth
+from hamtune.evaluation.selection import choose_trial, resolve_experiment, trial_params
 from tests.support.handmade import trial_row, write_results
 from tests.support.real_sweep import run_tiny_sweep
 from tests.support.figures import assert_png
@@ -48,6 +49,13 @@ def test_rank_and_trial_id_choose_the_trial() -> None:
     assert choose_trial(TRIALS, rank=2)["trial_id"] == "aaa"
     assert choose_trial(TRIALS, trial_id="aaa")["best_epoch"] == 3
     assert choose_trial(TRIALS, trial_id="trial_aaa")["trial_id"] == "aaa"  # the directory name works too
+
+
+def test_a_from_scratch_row_without_a_depth_reads_back_as_the_trial_trained() -> None:
+    """The tables leave the depth empty from scratch (every block trains); a refit trains every block."""
+    row = pd.Series({**trial_row("aaa", score=0.4), "model": "densenet121", "unfreeze_depth": math.nan})
+    assert trial_params(row)["unfreeze_depth"] == 58 == max_unfreeze_depth("densenet121")
+    assert trial_params(pd.Series({**row, "unfreeze_depth": 3}))["unfreeze_depth"] == 3
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [

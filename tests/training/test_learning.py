@@ -240,6 +240,7 @@ def test_a_real_sweep_learns_clearly_better_than_a_constant_predictor(real_sweep
     by_rate = trials.set_index("learning_rate")["val_macro_f1"]
     best, stalled = by_rate[RECIPE["learning_rate"]], by_rate[STALLED["learning_rate"]]
     assert trials["mode"].tolist() == ["scratch", "scratch"]
+    assert trials["unfreeze_depth"].isna().all()  # every block trained: no depth applies
     assert best >= constant + MARGIN, f"best val macro F1 {best:.3f}, constant predictor {constant:.3f}"
     assert stalled < constant + MARGIN, f"a network that did not train scored {stalled:.3f}: the margin tells nothing"
 
