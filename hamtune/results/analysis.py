@@ -29,6 +29,7 @@ from hamtune.store.tables import (
     EPOCHS_FILE,
     EPOCHS_SCHEMA,
     FAILED,
+    INTERRUPTED,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
     TRIALS_SCHEMA,
@@ -200,6 +201,10 @@ def rank_trials(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[s
     running = trials["status"].eq("RUNNING").fillna(False).to_numpy(bool) & scored
     if running.any():
         notes.append(f"{running.sum()} trial(s) still running: their scores are their best epoch so far")
+    interrupted = trials["status"].eq(INTERRUPTED).fillna(False).to_numpy(bool) & scored
+    if interrupted.any():
+        notes.append(f"{interrupted.sum()} trial(s) interrupted (Ctrl-C): their scores are their best epoch so far; "
+                     "`hamtune sweep --resume` continues them")
     unscored = ~failed & ~scored
     if unscored.any():
         notes.append(f"{unscored.sum()} trial(s) have no {metric} (NaN or missing) and are not ranked: "

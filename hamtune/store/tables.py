@@ -31,6 +31,8 @@ TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 #: `status` of trials without a usable score: errored after their retries, or diverged (NaN loss).
 FAILED: tuple[str, ...] = ("ERROR", "DIVERGED")
+#: `status` of trials still running when the sweep was stopped (Ctrl-C): `--resume` continues them.
+INTERRUPTED = "INTERRUPTED"
 
 #: Each hyperparameter's column type (`hamtune.keys.HYPERPARAMETERS` gives the order).
 PARAMETER_TYPES: dict[str, pa.DataType] = {

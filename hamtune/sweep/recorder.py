@@ -29,6 +29,7 @@ from hamtune.store.tables import (
     EPOCHS_FILE,
     EPOCHS_SCHEMA,
     FAILED,
+    INTERRUPTED,
     METRIC_COLUMNS,
     TRIALS_FILE,
     TRIALS_SCHEMA,
@@ -94,6 +95,11 @@ class ResultRecorder(Callback):
             raise _stopped(self._unwritten)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Still running when the sweep ended: interrupted (Ctrl-C); `--resume` continues them from
+        # their checkpoints, and Ray's saved state still lists them as running.
+        for record in self._trials.values():
+            if record["status"] == "RUNNING":
+                record["status"] = INTERRUPTED
         try:
             self.write()
         except ExperimentError as error:

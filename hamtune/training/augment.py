@@ -60,10 +60,28 @@ def build_augmentation(seed: int | None = None, strength: str = "full") -> keras
             CONTRAST_FACTOR, value_range=VALUE_RANGE, seed=layer_seed(4), dtype=_DTYPE
         ),
     ]
-    if keras.backend.backend() == "jax":
-        for layer in layers:
-            layer.supports_jit = True
-    return keras.Sequential(layers[: STRENGTHS[strength]], name="augmentation")
+    block = keras.Sequential(layers[: STRENGTHS[strength]], name="augmentation")
+    mark_jit_safe(block)
+    return block
+
+
+def mark_jit_safe(block: keras.layers.Layer) -> None:
+    """Under JAX, mark the augmentation layers in `block` (at any depth) jit-safe.
+
+    Called on a new augmentation block and on every loaded model: a `.keras` file restores the
+    layers with Keras's own mark, and `predict` would then run a loaded model eagerly, op by op.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    for layer in _augmentation_layers(block):
+        layer.supports_jit = True
+
+
+def _augmentation_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers of every augmentation block (named "augmentation") in `layer`."""
+    if layer.name == "augmentation":
+        return list(layer.layers)
+    return [found for child in getattr(layer, "layers", ()) for found in _augmentation_layers(child)]
 
 
 @keras.saving.register_keras_serializable(package="hamtune")

@@ -213,7 +213,11 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:  # noqa: 
     import hamtune.training.augment  # noqa: F401  registers ApplicationPreprocessing for deserialisation
     import hamtune.training.dropout  # noqa: F401  registers TunableDropout
 
+    from hamtune.training.augment import mark_jit_safe
+
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} not found")
-    return keras.saving.load_model(path, compile=compile)
+    model = keras.saving.load_model(path, compile=compile)
+    mark_jit_safe(model)
+    return model

@@ -19,14 +19,34 @@ from hamtune.training.inference import make_predictor
 from hamtune.training.warm import compile_model
 
 
-def trial_keys() -> dict[str, list[str]]:
-    """Checkpoint keys of a from-scratch DenseNet121 trial's model and Adam, as a checkpoint lists them."""
+def trial_model() -> object:
+    """A from-scratch DenseNet121 trial's model (full augmentation) with its Adam built."""
     from hamtune.training.models import build_model
 
     model = build_model("densenet121", 32, 0.2, weights="none", seed=0, augmentation="full")
     compile_model(model, 1e-3)
     model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def trial_keys(model: object) -> dict[str, list[str]]:
+    """Checkpoint keys of the trial's model and Adam, as a checkpoint lists them."""
     return {"model": checkpoint_keys(model.variables), "optimizer": checkpoint_keys(model.optimizer.variables)}
+
+
+def not_jit_safe(model: object) -> dict[str, list[str]]:
+    """The layers Keras would not jit, as built and once saved and loaded: `model.predict` runs a
+    model with any of them op by op."""
+    import tempfile
+    from pathlib import Path
+
+    from hamtune.training.models import _nested_layers, load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "model.keras")
+        loaded = load_model(Path(tmp) / "model.keras", compile=False)
+    return {name: sorted(layer.name for layer in _nested_layers(m) if not layer.supports_jit)
+            for name, m in (("built", model), ("loaded", loaded))}
 
 
 def pipeline() -> dict[str, object]:
@@ -63,5 +83,6 @@ def pipeline() -> dict[str, object]:
 if __name__ == "__main__":
     configure(sys.argv[1], cpus=1, use_gpu=False, mixed_precision=False)
     set_seed(0)
-    print(json.dumps({"keys": trial_keys(), "pipeline": pipeline(),
+    model = trial_model()
+    print(json.dumps({"keys": trial_keys(model), "not_jit_safe": not_jit_safe(model), "pipeline": pipeline(),
                       "tensorflow_imported": "tensorflow" in sys.modules}))

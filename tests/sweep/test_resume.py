@@ -100,8 +100,9 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
 
     Checked: the progress is one bar redrawn in place (no plain progress lines); after Ctrl-C the
     command exits with 130, its last line names `hamtune sweep FILE --resume` (never Ray's
-    `Tuner.restore(...)`), the tables written so far are readable and Ray Tune's state can be
-    restored.
+    `Tuner.restore(...)`), the tables written so far are readable, the trials cut short are
+    INTERRUPTED (not ERROR) and Ray Tune's state can be restored. Then `--resume`, killed
+    mid-way, and `--resume` again: every trial ends once, the cut ones from their checkpoints.
     """
     import fcntl
     import pty
@@ -144,6 +145,11 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
             assert time.monotonic() < deadline and ended() is None, shown.decode(errors="replace")[-3000:]
             read_for(0.5)
         read_for(2)
+        # The terminal signals its foreground process group: the driver's. Ray starts the trial
+        # processes in a group of their own, with SIGINT blocked, so Ctrl-C never reaches them.
+        trial_pid = next(r[0]["pid"] for r in reports(experiment).values() if r)
+        blocked = int(re.search(r"SigBlk:\s*([0-9a-f]+)", Path(f"/proc/{trial_pid}/status").read_text())[1], 16)
+        assert os.getpgid(trial_pid) != os.getpgid(pid) or blocked & (1 << (signal.SIGINT - 1)), trial_pid
         os.write(terminal, b"\x03")  # Ctrl-C, as typed
         deadline = time.monotonic() + 180
         while (code := ended()) is None:
@@ -165,3 +171,37 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
     assert "Tuner.restore" not in text
     assert tune.Tuner.can_restore(str(experiment))
     pd.read_parquet(experiment / "epochs.parquet")
+
+    # The trials running at Ctrl-C never saw it: the driver stopped them, and the tables record
+    # them as interrupted, not as errors.
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    assert "ERROR" not in set(trials["status"]), trials[["trial_id", "status", "error"]]
+    cut = trials[trials["epochs_completed"] < EPOCHS]
+    assert len(cut) and (cut["status"] == "INTERRUPTED").all(), trials[["trial_id", "status", "epochs_completed"]]
+    assert not any("KeyboardInterrupt" in line for lines in reports(experiment).values() for line in map(str, lines))
+
+    # `--resume` continues them from their checkpoints. Killed itself (SIGKILL, as a lost SSH
+    # session or an OOM kill would) once it has reported a new epoch, it resumes again.
+    command = [sys.executable, "-m", "hamtune", "sweep", str(sweep_file), "--resume"]
+    seen = {name: len(lines) for name, lines in reports(experiment).items()}
+    log = tmp_path / "resume.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        wait_until(lambda: any(len(lines) > seen.get(name, 0) for name, lines in reports(experiment).items()),
+                   600, "the resumed sweep's first new epoch", driver, log)
+        time.sleep(3)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    assert len(trials) == TRIALS and (trials["status"] == "TERMINATED").all(), trials
+    assert (trials["epochs_completed"] == EPOCHS).all()
+    for name in (f"trial_{trial_id}" for trial_id in cut["trial_id"]):
+        epochs = [line["epoch"] for line in reports(experiment)[name]]
+        assert epochs.count(1) == 1 and set(epochs) == set(range(1, EPOCHS + 1)), (name, epochs)

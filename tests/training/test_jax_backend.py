@@ -44,6 +44,15 @@ def test_checkpoint_keys_are_the_same_on_both_backends(probes: dict[str, dict]) 
     assert len(probes["jax"]["keys"]["model"]) > 600 and "trial_adam/iteration" in probes["jax"]["keys"]["optimizer"]
 
 
+def test_augmentation_is_jit_safe_under_jax_also_once_loaded_from_a_keras_file(probes: dict[str, dict]) -> None:
+    """Under JAX the rotation and zoom are jax.numpy: marked jit-safe when built and again when a
+    `.keras` file is loaded, or `predict` would run a loaded model op by op. TensorFlow keeps
+    Keras's mark (its kernels have no XLA version)."""
+    assert probes["jax"]["not_jit_safe"] == {"built": [], "loaded": []}
+    tensorflow = probes["tensorflow"]["not_jit_safe"]
+    assert tensorflow["built"] == tensorflow["loaded"] == ["random_rotation", "random_zoom"]
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_make_dataset_and_the_predictor_on_each_backend(probes: dict[str, dict], backend: str) -> None:
     pipeline = probes[backend]["pipeline"]
