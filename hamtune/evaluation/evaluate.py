@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +34,8 @@ from hamtune.evaluation.ensemble import average
 from hamtune.evaluation.fitting import check_cpus, FitJob, run_fits
 from hamtune.evaluation.folds import check_fold_count, grouped_folds
 from hamtune.evaluation.scoring import score_variant
-from hamtune.evaluation.selection import check_top, new_or_empty_dir, resolve_experiment, top_trials
+from hamtune.evaluation.resume import FinishedRuns, check_output
+from hamtune.evaluation.selection import check_top, resolve_experiment, top_trials
 from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP, DEFAULT_TTA, STEPS, TTA_CHOICES
 from hamtune.evaluation.steps import ensemble_members, judge
 from hamtune.metrics import macro_f1
@@ -83,7 +85,10 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     top_table = top_trials(results.trials, top)
     if out is None and experiment.is_remote:
         raise ExperimentError(f"{experiment.uri} is remote: pass --out DIR for the final model")
-    target = new_or_empty_dir(out or f"{experiment.uri}/final")
+    target = Path(out or f"{experiment.uri}/final").expanduser().resolve()
+    arguments = {"experiment": experiment.uri, "top": top, "folds": folds, "tta": tta, "ensemble": ensemble,
+                 "mel_sensitivity": mel_sensitivity, "epochs": epochs, "force": sorted(force)}
+    resuming = check_output(target, arguments)  # refused here, before any training, if it cannot be used
     sweep, data = saved_sweep(experiment, "evaluate needs the data the sweep chose on")
     if address is None:  # training runs in this process: on the sweep's backend, or refused before any run
         use_backend(sweep.training.backend)
@@ -96,10 +101,13 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     views = [views_for(tta, sweep.training.augmentation_for(config.params["model"])) for config in configs]
     cpus = cpus or len(os.sched_getaffinity(0))
 
+    runs = FinishedRuns(target, arguments)
+    if resuming:
+        logger.info("continuing the unfinished evaluation in %s: its finished runs are reused", target)
     logger.info("cross-validating the top %d configuration(s) on %d lesion-grouped folds of %d train+val "
                 "images: %d training runs", len(configs), folds, len(dev), len(configs) * folds)
-    cv = collect(configs, held_out, run_fits(fold_jobs(configs, dev, held_out, views), sweep, data, cpus, address),
-                 y_dev)
+    cv = collect(configs, held_out, run_fits(fold_jobs(configs, dev, held_out, views), sweep, data, cpus, address,
+                                             runs), y_dev)
     note = ranking_note(cv)
     logger.info("%s", note)
     chosen = cv.chosen
@@ -140,7 +148,7 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     jobs = [FitJob(f"refit of config {k + 1} (trial {configs[k].trial_id})", configs[k].params, configs[k].epochs,
                    configs[k].seed, dev, test, views=views[k], keep_model=True) for k in refitted]
     logger.info("refitting %d configuration(s) on all %d train+val images", len(jobs), len(dev))
-    refits = dict(zip(refitted, run_fits(jobs, sweep, data, cpus, address)))
+    refits = dict(zip(refitted, run_fits(jobs, sweep, data, cpus, address, runs)))
 
     def test_proba(k: int, temperature: float) -> np.ndarray:
         return apply_temperature(refits[k].tta_proba if with_tta else refits[k].proba, temperature)
@@ -185,8 +193,10 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
         "variants": scored, "final_variant": scored[final]["variant"],
     }
     reliability = [rows[calibrated - 1], rows[calibrated], *rows[calibrated + 1:]]  # before and after, the ensemble
-    return write_final(target, report, cv, [(refits[k], used[k]) for k in deployed], rows[final], reliability,
-                       sweep, data)
+    result = write_final(target, report, cv, [(refits[k], used[k]) for k in deployed], rows[final], reliability,
+                         sweep, data)
+    runs.close()
+    return result
 
 
 def summary(result: Evaluation) -> str:

@@ -12,7 +12,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -51,6 +51,15 @@ class Fit(NamedTuple):
     tta_proba: np.ndarray | None
     model_file: bytes | None
     seconds: float  # training time
+
+
+class RunStore(Protocol):
+    """Where finished runs are kept so an interrupted batch does not train them again
+    (`hamtune.evaluation.resume.FinishedRuns`)."""
+
+    def get(self, job: FitJob) -> Fit | None: ...
+
+    def put(self, job: FitJob, fit: Fit) -> None: ...
 
 
 def run_fit(job: FitJob, sweep: SweepConfig, data: PreparedData, cpus: float, use_gpu: bool | None) -> Fit:
@@ -96,35 +105,49 @@ def _ray_fit(job: FitJob, sweep: SweepConfig, data: PreparedData) -> Fit:
 
 
 def run_fits(jobs: Sequence[FitJob], sweep: SweepConfig, data: PreparedData, cpus: float,
-             address: str | None = None) -> list[Fit]:
+             address: str | None = None, runs: RunStore | None = None) -> list[Fit]:
     """Every job's `Fit`, in order: here one after another, or as Ray tasks when `address` is given.
 
     `address` is auto, host:port, or "local" for a private Ray instance on this machine; each
     task asks for the resources a trial of its model had, so Ray runs as many at once as fit.
+    With `runs`, a job an earlier attempt finished is not trained again, and each new one is
+    kept there as soon as it finishes.
     """
+    fits: dict[int, Fit] = {}
+    for i, job in enumerate(jobs):
+        kept = runs.get(job) if runs else None
+        if kept is not None:
+            fits[i] = kept
+            logger.info("%s: finished by an earlier attempt, reused", job.name)
+    todo = [i for i in range(len(jobs)) if i not in fits]
+
+    def finished(i: int, fit: Fit) -> None:
+        fits[i] = fit
+        if runs:
+            runs.put(jobs[i], fit)
+        logger.info("finished %s (%d of %d runs)", jobs[i].name, len(fits), len(jobs))
+
     if address is None:
-        fits = []
-        for i, job in enumerate(jobs, 1):
-            fits.append(run_fit(job, sweep, data, cpus, None))
-            logger.info("finished %s (%d of %d runs)", job.name, i, len(jobs))
-        return fits
+        for i in todo:
+            finished(i, run_fit(jobs[i], sweep, data, cpus, None))
+        return [fits[i] for i in range(len(jobs))]
     import ray
 
     from hamtune.sweep.cluster import init_ray
 
+    if not todo:
+        return [fits[i] for i in range(len(jobs))]
     init_ray(None if address == "local" else address)
     try:
         pending = {}
-        for job in jobs:
-            need = sweep.resources.for_model(job.params["model"])
+        for i in todo:
+            need = sweep.resources.for_model(jobs[i].params["model"])
             task = ray.remote(num_cpus=need.cpus, num_gpus=need.gpus, max_retries=0)(_ray_fit)
-            pending[task.remote(job, sweep, data)] = job
-        logger.info("%d run(s) submitted as Ray tasks with a trial's resources each", len(jobs))
-        done: dict[Any, Fit] = {}
-        while len(done) < len(pending):
-            ready, _ = ray.wait([ref for ref in pending if ref not in done], num_returns=1)
-            done[ready[0]] = ray.get(ready[0])
-            logger.info("finished %s (%d of %d runs)", pending[ready[0]].name, len(done), len(jobs))
-        return [done[ref] for ref in pending]
+            pending[task.remote(jobs[i], sweep, data)] = i
+        logger.info("%d run(s) submitted as Ray tasks with a trial's resources each", len(todo))
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            finished(pending.pop(ready[0]), ray.get(ready[0]))
+        return [fits[i] for i in range(len(jobs))]
     finally:
         ray.shutdown()

@@ -17,7 +17,9 @@ business, tested in tests/training/test_learning.py; evaluation's code is the sa
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +34,10 @@ from hamtune.evaluation.artefact import (
     CARD_FILE, CONTRACT_FILE, CV_FILE, EVALUATION_FILE, FINAL_FILES, PREDICTIONS_FILE, SAVED_MODEL_DIR,
 )
 from hamtune.evaluation.refit import probabilities
+from hamtune.evaluation.resume import WORK_DIR
 from hamtune.labels import CLASSES
 from tests.support.sweeps import backbone_weights_file, hamtune_env
+from tests.support.processes import wait_until
 from tests.support.real_sweep import real_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.real_data]
@@ -72,12 +76,35 @@ def experiment(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path, de
 
 @pytest.fixture(scope="module")
 def final(experiment: Path, hamtune_cache: Path) -> tuple[Path, str]:
+    """The evaluation, killed (SIGKILL) once its first run has finished, then run again to its end:
+    the second attempt reuses that run. The same directory with other arguments is refused."""
     out = experiment.parent / "final-model"
     # TTA and calibration forced, so the path is known whatever one epoch's out-of-fold scores say.
-    result = _hamtune("evaluate", str(experiment), "--top", "2", "--folds", "2", "--ensemble", "--force-tta",
-                      "--force-calibration", "--address", "local", "--out", str(out), cache=hamtune_cache,
-                      cwd=experiment.parent)
+    args = ["evaluate", str(experiment), "--top", "2", "--folds", "2", "--ensemble", "--force-tta",
+            "--force-calibration", "--address", "local", "--out", str(out)]
+    log = experiment.parent / "evaluate-killed.log"
+    with log.open("w") as sink:
+        first = subprocess.Popen([sys.executable, "-m", "hamtune", *args], cwd=experiment.parent,
+                                 env=hamtune_env(hamtune_cache), stdout=sink, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        wait_until(lambda: any((out / WORK_DIR).glob("*.npz")), 900, "a first finished run", first, log)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    kept = list((out / WORK_DIR).glob("*.npz"))
+    other = _hamtune(*[("3" if arg == "2" and args[i - 1] == "--folds" else arg) for i, arg in enumerate(args)],
+                     cache=hamtune_cache, cwd=experiment.parent, timeout=300)
+    assert other.returncode == 2 and "holds an unfinished evaluation started with other arguments (folds 2 then, " \
+        "3 now)" in other.stderr, other.stderr[-3000:]
+    assert "Traceback" not in other.stderr
+    result = _hamtune(*args, cache=hamtune_cache, cwd=experiment.parent)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    # Every run the killed attempt kept is reused, none trained again; the unfinished state is gone.
+    assert result.stderr.count("finished by an earlier attempt, reused") == len(kept), result.stderr[-6000:]
+    assert not (out / WORK_DIR).exists()
     return out, result.stdout
 
 
