@@ -97,9 +97,12 @@ def schema(models: tuple[str, ...]) -> dict[str, Any]:
             "backend": Field("tensorflow", OneOf(BACKENDS)),
             "warm_trials": Field(True, BOOL),
             "seed_per_trial": Field(False, BOOL),
-            "lr_schedule": Field("constant", OneOf(LR_SCHEDULES)),
+            # Measured on the dev set (benchmarks/stabilisers.py, 3 seeds): the cosine schedule with
+            # weight decay 0.05 raised the recipe's best val macro F1 by 0.066 and cut its swing to
+            # 0.35x; weight averaging cut the swing further but lowered the best (README).
+            "lr_schedule": Field("cosine", OneOf(LR_SCHEDULES)),
             "lr_warmup_epochs": Field(1, COUNT),
-            "weight_decay": Field(0.0, Interval(float, 0, None)),
+            "weight_decay": Field(0.05, Interval(float, 0, None)),
             "weight_averaging": Field(False, BOOL),
         },
         "resources": {

@@ -122,10 +122,10 @@ class TrainingConfig:
     seed_per_trial: bool = False
     #: "constant", or "cosine": `lr_warmup_epochs` of linear warm-up, then a cosine decay to zero
     #: at the phase's last epoch (`hamtune.training.optimizer`).
-    lr_schedule: str = "constant"
+    lr_schedule: str = "cosine"
     lr_warmup_epochs: int = 1
     #: Decoupled weight decay (AdamW's), times the learning rate each step; 0 = plain Adam.
-    weight_decay: float = 0.0
+    weight_decay: float = 0.05
     #: Score (and export) the moving average of the weights instead of the last step's.
     weight_averaging: bool = False
 

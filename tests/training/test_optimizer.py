@@ -39,7 +39,7 @@ def test_phase_schedule_spans_the_phase_in_steps() -> None:
     assert (phase_epochs(PHASE_HEAD, 12, 3, 2), phase_epochs(PHASE_FINE_TUNE, 12, 3, 2)) == (3, 9)
     assert phase_epochs(PHASE_HEAD, 12, 3, 0) == 12  # depth 0: the head trains throughout
     # 100 images in batches of 32: 4 steps an epoch.
-    assert phase_schedule(PARAMS, training(), PHASE_HEAD, 100) == Schedule(0.01)
+    assert phase_schedule(PARAMS, training(lr_schedule="constant", weight_decay=0.0), PHASE_HEAD, 100) == Schedule(0.01)
     cosine = training(lr_schedule="cosine", lr_warmup_epochs=1, weight_decay=0.05, fine_tune_lr_scale=0.1)
     assert phase_schedule(PARAMS, cosine, PHASE_HEAD, 100) == Schedule(0.01, 4, 12, 0.05)
     assert phase_schedule(PARAMS, cosine, PHASE_FINE_TUNE, 100) == Schedule(0.001, 4, 36, 0.05)
