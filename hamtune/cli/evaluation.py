@@ -88,8 +88,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hamtune.evaluation.evaluate import evaluate, summary
 
     print(summary(evaluate(args.experiment, top=args.top, folds=args.folds, tta=args.tta, ensemble=args.ensemble,
-                           force=args.force or (), mel_sensitivity=args.mel_sensitivity, epochs=args.epochs, out=args.out, cpus=args.cpus,
-                           address=args.address)))
+                           force=args.force or (), mel_sensitivity=args.mel_sensitivity, epochs=args.epochs,
+                           out=args.out, cpus=args.cpus, address=args.address)))
     return 0
 
 

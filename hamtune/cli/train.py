@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from inspect import signature
 
+from hamtune.config.types import LR_SCHEDULES
 from hamtune.keys import HYPERPARAMETERS
 
 #: How the command spells `hamtune.train`'s settings in its messages: as the flags the user typed.
@@ -31,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="stop after this many epochs without a better val macro F1 (default: %(default)s)")
     train.add_argument("--fine-tune-lr-scale", type=float, default=0.1,
                        help="transfer mode: learning rate factor once blocks unfreeze (default: %(default)s)")
-    train.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
+    train.add_argument("--lr-schedule", default=None, choices=LR_SCHEDULES,
                        help="constant, or cosine: a warm-up epoch then a cosine decay to zero (default: the sweep "
                             "file's default, see README)")
     train.add_argument("--weight-decay", type=float, default=None,

@@ -122,10 +122,11 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
         with_tta = decisions[-1].kept
     deployed_oof = cv.oof if with_tta else cv.oof_plain
     temperatures = [fit_temperature(oof, y_dev) for oof in deployed_oof]
-    decisions.append(judge("calibration", "temperature scaling", "ECE",
-                           expected_calibration_error(y_dev, apply_temperature(deployed_oof[chosen],
-                                                                               temperatures[chosen])),
-                           expected_calibration_error(y_dev, deployed_oof[chosen]), "calibration" in force))
+    calibrated_oof = apply_temperature(deployed_oof[chosen], temperatures[chosen])
+    ece = {"out_of_fold_ece_before": expected_calibration_error(y_dev, deployed_oof[chosen]),
+           "out_of_fold_ece_after": expected_calibration_error(y_dev, calibrated_oof)}
+    decisions.append(judge("calibration", "temperature scaling", "ECE", ece["out_of_fold_ece_after"],
+                           ece["out_of_fold_ece_before"], "calibration" in force))
     used = temperatures if decisions[-1].kept else [1.0] * len(configs)
     candidates_ = [chosen]
     ensemble_notes: list[str] = []
@@ -161,8 +162,7 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
         final = len(rows) - 1 if with_tta else final
     base = rows[final]
     rows.append(Variant(f"{base.name.removesuffix(', refit')} + calibration",
-                        test_proba(chosen, temperatures[chosen]),
-                        apply_temperature(deployed_oof[chosen], temperatures[chosen])))
+                        test_proba(chosen, temperatures[chosen]), calibrated_oof))
     calibrated = len(rows) - 1
     final = calibrated if "calibration" in kept else final
     if len(candidates_) > 1:
@@ -184,12 +184,7 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
         "steps": [decision.record() for decision in decisions], "ensemble_notes": ensemble_notes,
         "members": [{**configs[k]._asdict(), "temperature": used[k], "tta": views[k] if with_tta else "none",
                      "train_seconds": refits[k].seconds} for k in deployed],
-        "calibration": {
-            "method": "temperature scaling fitted on out-of-fold predictions (never test)",
-            "out_of_fold_ece_before": expected_calibration_error(y_dev, deployed_oof[chosen]),
-            "out_of_fold_ece_after": expected_calibration_error(
-                y_dev, apply_temperature(deployed_oof[chosen], temperatures[chosen])),
-        },
+        "calibration": {"method": "temperature scaling fitted on out-of-fold predictions (never test)", **ece},
         "variants": scored, "final_variant": scored[final]["variant"],
     }
     reliability = [rows[calibrated - 1], rows[calibrated], *rows[calibrated + 1:]]  # before and after, the ensemble

@@ -28,12 +28,9 @@ class StepDecision:
     score: str  # what was compared: "macro F1" or "ECE"
     with_step: float
     without: float
-    kept: bool
+    helped: bool  # the score improved: lower ECE, higher macro F1
+    kept: bool  # helped, or forced
     forced: bool
-
-    @property
-    def helped(self) -> bool:
-        return self.with_step < self.without if self.score == "ECE" else self.with_step > self.without
 
     def line(self) -> str:
         """What `evaluate` prints: the decision and its numbers."""
@@ -44,13 +41,14 @@ class StepDecision:
 
     def record(self) -> dict[str, Any]:
         """Its entry in evaluation.json."""
-        return {**asdict(self), "helped": self.helped, "decision": self.line()}
+        return {**asdict(self), "decision": self.line()}
 
 
 def judge(step: str, what: str, score: str, with_step: float, without: float, force: bool) -> StepDecision:
     """Keep a step when its out-of-fold score improved (lower is better for ECE), or when forced."""
     helped = with_step < without if score == "ECE" else with_step > without
-    return StepDecision(step, what, score, float(with_step), float(without), kept=force or bool(helped), forced=force)
+    return StepDecision(step, what, score, float(with_step), float(without), helped=bool(helped),
+                        kept=force or bool(helped), forced=force)
 
 
 def ensemble_members(summary: pd.DataFrame, chosen: int, folds: int) -> tuple[list[int], list[str]]:

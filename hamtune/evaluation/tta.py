@@ -15,7 +15,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from hamtune.evaluation import TTA_CHOICES
 
 #: How many views each view set stacks.
 VIEW_COUNTS = {"flips": 4, "dihedral": 8}
@@ -24,9 +23,8 @@ VIEWS_FOR_AUGMENTATION = {"none": "none", "flips": "flips", "full": "dihedral"}
 
 
 def views_for(tta: str, augmentation: str) -> str:
-    """The view set of a `--tta` choice for a model trained with `augmentation`."""
-    if tta not in TTA_CHOICES:
-        raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
+    """The view set of a `--tta` choice (one of `TTA_CHOICES`, checked by `evaluate`) for a model
+    trained with `augmentation`."""
     return VIEWS_FOR_AUGMENTATION[augmentation] if tta == "auto" else tta
 
 
