@@ -17,6 +17,8 @@ stays, and the model runs as a TF graph without XLA (XLA on CPU was slower to st
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import keras
 
 # Every layer is float32 whatever the global policy: under mixed_float16 the random
@@ -61,27 +63,22 @@ def build_augmentation(seed: int | None = None, strength: str = "full") -> keras
         ),
     ]
     block = keras.Sequential(layers[: STRENGTHS[strength]], name="augmentation")
-    mark_jit_safe(block)
+    mark_jit_safe(block.layers)
     return block
 
 
-def mark_jit_safe(block: keras.layers.Layer) -> None:
-    """Under JAX, mark the augmentation layers in `block` (at any depth) jit-safe.
+def mark_jit_safe(layers: Iterable[keras.layers.Layer]) -> None:
+    """Under JAX, mark the rotations and zooms among `layers` jit-safe.
 
-    Called on a new augmentation block and on every loaded model: a `.keras` file restores the
-    layers with Keras's own mark, and `predict` would then run a loaded model eagerly, op by op.
+    Called on a new augmentation block and on every layer of a loaded model: a `.keras` file
+    restores these layers with Keras's own mark, and `predict` would then run a loaded model
+    eagerly, op by op.
     """
     if keras.backend.backend() != "jax":
         return
-    for layer in _augmentation_layers(block):
-        layer.supports_jit = True
-
-
-def _augmentation_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    """The layers of every augmentation block (named "augmentation") in `layer`."""
-    if layer.name == "augmentation":
-        return list(layer.layers)
-    return [found for child in getattr(layer, "layers", ()) for found in _augmentation_layers(child)]
+    for layer in layers:
+        if isinstance(layer, (keras.layers.RandomRotation, keras.layers.RandomZoom)):
+            layer.supports_jit = True
 
 
 @keras.saving.register_keras_serializable(package="hamtune")

@@ -210,14 +210,12 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:  # noqa: 
     """
     import keras
 
-    import hamtune.training.augment  # noqa: F401  registers ApplicationPreprocessing for deserialisation
     import hamtune.training.dropout  # noqa: F401  registers TunableDropout
-
-    from hamtune.training.augment import mark_jit_safe
+    from hamtune.training.augment import mark_jit_safe  # and registers ApplicationPreprocessing
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} not found")
     model = keras.saving.load_model(path, compile=compile)
-    mark_jit_safe(model)
+    mark_jit_safe(_nested_layers(model))
     return model

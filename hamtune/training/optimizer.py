@@ -31,6 +31,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from hamtune.training.phases import Schedule
+
 #: The moving average's momentum: each step's weights enter it with weight 0.01.
 EMA_MOMENTUM = 0.99
 #: Variables never decayed (matched by name): biases and BatchNorm's scale and offset.
@@ -70,15 +72,14 @@ class TrialAdam(keras.optimizers.Adam):
         return keras.Variable(float(value), name=name, dtype="float32", trainable=False,
                               aggregation="only_first_replica")
 
-    def set_schedule(self, learning_rate: float, warmup_steps: int, decay_steps: int, weight_decay: float) -> None:
+    def set_schedule(self, schedule: Schedule) -> None:
         """Set what the next steps use: the peak rate, the schedule's length and the decay."""
-        if warmup_steps < 0 or decay_steps < 0 or weight_decay < 0:
-            raise ValueError(f"negative schedule setting: warmup_steps={warmup_steps}, "
-                             f"decay_steps={decay_steps}, weight_decay={weight_decay}")
-        self.learning_rate = learning_rate
-        self.warmup_steps.assign(float(warmup_steps))
-        self.decay_steps.assign(float(decay_steps))
-        self.weight_decay.assign(float(weight_decay))
+        if min(schedule.warmup_steps, schedule.decay_steps, schedule.weight_decay) < 0:
+            raise ValueError(f"negative schedule setting: {schedule}")
+        self.learning_rate = schedule.learning_rate
+        self.warmup_steps.assign(float(schedule.warmup_steps))
+        self.decay_steps.assign(float(schedule.decay_steps))
+        self.weight_decay.assign(float(schedule.weight_decay))
 
     def _get_current_learning_rate(self) -> Any:
         return self._learning_rate * schedule_factor(self.iterations, self.warmup_steps, self.decay_steps)

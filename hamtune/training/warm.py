@@ -138,8 +138,7 @@ class TrialModel:
         optimizer = step.model.optimizer
         for variable, value in zip(optimizer.variables, step.fresh_optimizer):
             variable.assign(value)
-        trial_adam(optimizer).set_schedule(schedule.learning_rate, schedule.warmup_steps, schedule.decay_steps,
-                                           schedule.weight_decay)
+        trial_adam(optimizer).set_schedule(schedule)
         self.compiled = step.model
         return step.model
 

@@ -55,7 +55,7 @@ def _decaying_model(weight_decay: float, warmup_steps: int = 0) -> Any:
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, kernel_initializer="ones", activation="softmax",
                                                                     name="dense")], name="decaying")
     compile_model(model, 0.1)
-    model.optimizer.set_schedule(0.1, warmup_steps, 0, weight_decay)
+    model.optimizer.set_schedule(Schedule(0.1, warmup_steps, 0, weight_decay))
     return model
 
 
