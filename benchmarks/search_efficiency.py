@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from machine import machine  # benchmarks/machine.py
+from parts import run_parts  # benchmarks/parts.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_DATA = REPO.parent / "shared" / "data" / "ham10000-dev"
@@ -152,20 +153,10 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args.out.mkdir(parents=True, exist_ok=True)
     print(machine(), flush=True)
-    for seed in args.seeds:
-        done: dict[str, dict[str, Any]] = {}
-        for arm in ARMS:
-            path = args.out / f"{seed}-{arm}.json"
-            if path.exists():
-                done[arm] = json.loads(path.read_text())
-                print(f"seed {seed} {arm}: done before, kept ({path})", flush=True)
-                continue
-            result = {"arm": arm, "seed": seed, "machine": machine(), **run_arm(arm, seed, args, done)}
-            path.write_text(json.dumps(result, indent=1))
-            done[arm] = result
-            print(f"seed {seed} {arm}: " + (f"best val macro F1 {result['best']:.4f}, {len(result['epochs'])} epochs"
-                  if "best" in result else f"test macro F1 {result['test_macro_f1']:.4f}")
-                  + f", {result['wall_s'] / 60:.1f} min", flush=True)
+    run_parts(args.out, args.seeds, ARMS, lambda arm, seed, done: run_arm(arm, seed, args, done),
+              lambda result: (f"best val macro F1 {result['best']:.4f}, {len(result['epochs'])} epochs"
+                              if "best" in result else f"test macro F1 {result['test_macro_f1']:.4f}")
+              + f", {result['wall_s'] / 60:.1f} min")
     summarize(args.out)
 
 

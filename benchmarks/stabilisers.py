@@ -33,12 +33,12 @@ import argparse
 import datetime
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from machine import machine  # benchmarks/machine.py
+from parts import run_parts  # benchmarks/parts.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_DATA = REPO.parent / "shared" / "data" / "ham10000-dev"
@@ -92,7 +92,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         rows.append(row)
         print(f"  seed {seed} {arm} epoch {result.epoch}: loss {result.train_loss:.3f}, "
               f"val macro F1 {row['trained']:.3f} (averaged {row['averaged']:.3f}), {result.seconds:.0f} s", flush=True)
-    return {"arm": arm, "seed": seed, "settings": training_settings(arm, args), "recipe": RECIPE,
+    return {"settings": training_settings(arm, args), "recipe": RECIPE,
             "train_images": len(train_pos), "val_images": len(val_pos), "machine": machine(), "epochs": rows}
 
 
@@ -109,16 +109,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     print(machine(), flush=True)
-    for seed in args.seeds:
-        for arm in ARMS:
-            path = args.out / f"{seed}-{arm}.json"
-            if path.exists():
-                print(f"seed {seed} {arm}: done before, kept ({path})", flush=True)
-                continue
-            started = time.time()
-            result = run_arm(arm, seed, args)
-            result["wall_s"] = time.time() - started
-            path.write_text(json.dumps(result, indent=1))
+    run_parts(args.out, args.seeds, ARMS, lambda arm, seed, _: run_arm(arm, seed, args))
     summarize(args.out)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from machine import machine  # benchmarks/machine.py
+from parts import run_parts  # benchmarks/parts.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_DATA = REPO.parent / "shared" / "data" / "ham10000-dev"
@@ -88,8 +89,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     wall = time.time() - started
     epochs, _ = read_table(str(storage / sweep.name / EPOCHS_FILE))
     trials = per_trial(epochs)
-    return {"arm": arm, "seed": seed, "wall_s": wall, "concurrent": args.concurrent, "machine": machine(),
-            "trials": trials.to_dict("records")}
+    return {"wall_s": wall, "concurrent": args.concurrent, "trials": trials.to_dict("records")}
 
 
 def main() -> None:
@@ -106,17 +106,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     print(machine(), flush=True)
-    for seed in args.seeds:
-        for arm in ARMS:
-            path = args.out / f"{seed}-{arm}.json"
-            if path.exists():
-                print(f"seed {seed} {arm}: done before, kept ({path})", flush=True)
-                continue
-            result = run_arm(arm, seed, args)
-            path.write_text(json.dumps(result, indent=1))
-            ratios = [t["first_over_steady"] for t in result["trials"]]
-            print(f"seed {seed} {arm}: {result['wall_s']:.0f} s, first/steady epoch per trial "
-                  f"{np.round(ratios, 2).tolist()}", flush=True)
+    run_parts(args.out, args.seeds, ARMS, lambda arm, seed, _: run_arm(arm, seed, args),
+              lambda result: f"{result['wall_s']:.0f} s, first/steady epoch per trial "
+                             f"{np.round([t['first_over_steady'] for t in result['trials']], 2).tolist()}")
     summarize(args.out)
 
 
