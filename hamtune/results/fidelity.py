@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
+
+from hamtune.results.curves import best_so_far
 
 #: ASHA's rungs for a sweep run without a scheduler: what a grace period of 1 and a reduction
 #: factor of 2 would have compared, to choose a grace period from a sweep that stopped nothing.
@@ -45,9 +47,7 @@ def rung_fidelity(epochs: pd.DataFrame, metric: str, rungs: list[int], maximize:
     at or past that budget is left out (there, the two scores are one). Rho is NaN with fewer than
     3 trials, or when every trial scored the same.
     """
-    best = (lambda s: s.cummax()) if maximize else (lambda s: s.cummin())
-    epochs = epochs.dropna(subset=[metric]).sort_values(["trial_id", "epoch"])
-    so_far = epochs.assign(_best=epochs.groupby("trial_id")[metric].transform(best))
+    so_far = best_so_far(epochs, metric, maximize=maximize).rename(columns={metric: "_best"})
     budget = int(so_far["epoch"].max()) if len(so_far) else 0
     last = so_far.groupby("trial_id")["epoch"].max()
     ended = last.index[last == budget]
@@ -60,14 +60,12 @@ def rung_fidelity(epochs: pd.DataFrame, metric: str, rungs: list[int], maximize:
     return pd.DataFrame(rows, columns=["rung", "trials", "spearman"])
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho: Pearson's correlation of the average ranks (NaN under 3 pairs or for a constant side)."""
-    if len(a) < 3:
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rho with average ranks for ties (pandas'); NaN under 3 pairs or for a constant side."""
+    x, y = pd.Series(a, dtype=float), pd.Series(b, dtype=float)
+    if len(x) < 3 or x.nunique() == 1 or y.nunique() == 1:
         return math.nan
-    ranks = pd.DataFrame({"a": a, "b": b}).rank()
-    if ranks["a"].nunique() == 1 or ranks["b"].nunique() == 1:
-        return math.nan
-    return float(np.corrcoef(ranks["a"], ranks["b"])[0, 1])
+    return float(x.corr(y, method="spearman"))
 
 
 def fidelity_table(epochs: pd.DataFrame | None, metadata: dict[str, dict[str, str]], metric: str,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pandas as pd
 
 from hamtune.keys import FLOAT_HYPERPARAMETERS
+from hamtune.results.curves import best_so_far
 from hamtune.results.offline_study import distributions, quiet_optuna, rebuilt_study
 
 if TYPE_CHECKING:
@@ -83,13 +84,12 @@ def at_common_budget(trials: pd.DataFrame, epochs: pd.DataFrame | None, metric: 
     if epochs is None or not len(trials):
         return trials, None
     keys = [k for k in ("sweep", "trial_id") if k in trials and k in epochs]
-    rows = epochs.merge(trials[keys], on=keys).dropna(subset=[metric])
+    rows = best_so_far(epochs.merge(trials[keys], on=keys), metric, keys, maximize)
     reached = rows.groupby(keys)["epoch"].max()
     if len(reached) < len(trials):
         return trials, None
     budget = int(reached.min())
-    upto = rows[rows["epoch"] <= budget].groupby(keys)[metric]
-    best = (upto.max() if maximize else upto.min()).rename("_at_budget").reset_index()
+    best = rows[rows["epoch"] <= budget].groupby(keys)[metric].last().rename("_at_budget").reset_index()
     merged = trials.merge(best, on=keys, how="left")
     merged.index = trials.index
     return merged.assign(**{metric: merged["_at_budget"]}).drop(columns="_at_budget"), budget
