@@ -2,13 +2,15 @@
 under two sweep seeds, with a common start and with a start per trial, on real HAM10000.
 
     python benchmarks/common_start.py [--data ../shared/data/ham10000-dev] [--seeds 0 1 2]
-        [--configs 8] [--epochs 3] [--size 32] [--out DIR]
+        [--configs 8] [--epochs 3] [--schedule-epochs 12] [--size 32] [--out DIR]
 
 `--configs` configurations are drawn once (uniform random over `sweeps/dev.yaml`'s space, from
 `--config-seed`, whatever the sweep seed), DenseNet121 from scratch at `--size` px with hamtune's
-training defaults (cosine schedule, weight decay 0.05). Each is trained for `--epochs` epochs on
-the development set's lesion-grouped train split and scored on its whole val split after every
-epoch, once per sweep seed in `--seeds` and arm:
+training defaults (cosine schedule, weight decay 0.05). Each is trained for the first `--epochs`
+epochs of a `--schedule-epochs`-epoch trial (by default ASHA's first rung in the search
+benchmark's sweep: epoch 3 of 12, the rate still near its peak) on the development set's
+lesion-grouped train split and scored on its whole val split after every epoch, once per sweep
+seed in `--seeds` and arm:
 
   common     `training.seed_per_trial: false` (the default): every configuration starts from the
              weights and batch order the sweep seed gives the backbone;
@@ -16,8 +18,9 @@ epoch, once per sweep seed in `--seeds` and arm:
              hyperparameters (hamtune before 0.2.0).
 
 A ranking is stable when the same configurations come out in the same order under another sweep
-seed: reported per arm, for each pair of seeds, Spearman's rho between the configurations' best
-val macro F1 under one seed and under the other, and the mean over pairs. Each configuration
+seed, which is what ASHA needs of a rung and TPE of its observations. Reported per arm, for each
+pair of seeds: Spearman's rho between the configurations' best val macro F1 under one seed and
+under the other, and the mean over pairs. Each configuration
 trains through hamtune's own code (`trial_seed`, `build_trial_model`, `train_epochs`, the trials'
 predictor) on one warm model, in this process, on both CPUs.
 
@@ -53,7 +56,7 @@ def sweep_config(arm: str, args: argparse.Namespace) -> Any:
         "data": {"dir": str(args.data), "image_size": args.size, "split_seed": 0, "cache_dir": str(args.cache)},
         "space": {"models": ["densenet121"], "learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
                   "dropout": {"low": 0.0, "high": 0.5}, "class_weight_power": {"low": 0.0, "high": 1.0}},
-        "training": {"epochs": args.epochs, "patience": args.epochs, "batch_size": 32, "weights": "none",
+        "training": {"epochs": args.schedule_epochs, "patience": args.schedule_epochs, "batch_size": 32, "weights": "none",
                      "mixed_precision": False, "seed_per_trial": arm == "per-trial"},
     }, source=f"benchmark:{arm}")
 
@@ -90,14 +93,14 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         model, images = build_trial_model(params, sweep.training, data, cpus=2, use_gpu=False, seed=start)
         val_ds = make_dataset(images, val_pos, y_val, batch_size=32)
         scores = []
-        for result in train_epochs(model, params, sweep.training, images, train_pos, y_train, start):
+        for _ in train_epochs(model, params, sweep.training, images, train_pos, y_train, start, stop=args.epochs):
             scores.append(compute_metrics(y_val, model.predictor(val_ds))["macro_f1"])
         rows.append({"config": number, "params": params, "trial_seed": start, "val_macro_f1": scores,
                      "best": max(scores)})
         print(f"  seed {seed} {arm} config {number} (lr {params['learning_rate']:.2e}, dropout "
               f"{params['dropout']:.2f}, cw {params['class_weight_power']:.2f}, start {start}): val macro F1 "
               f"{np.round(scores, 3).tolist()}", flush=True)
-    return {"configs": rows, "epochs": args.epochs, "train_images": len(train_pos), "val_images": len(val_pos)}
+    return {"configs": rows, "epochs": args.epochs, "schedule_epochs": args.schedule_epochs, "train_images": len(train_pos), "val_images": len(val_pos)}
 
 
 def main() -> None:
@@ -106,7 +109,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sweep seeds")
     parser.add_argument("--configs", type=int, default=8)
     parser.add_argument("--config-seed", type=int, default=0, help="seeds the draw of the configurations")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs trained and scored per configuration")
+    parser.add_argument("--schedule-epochs", type=int, default=12, help="the trial's epochs, over which the rate decays")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hamtune")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / f"common-start-{datetime.date.today()}")
