@@ -207,8 +207,37 @@ def summarize(out: Path) -> None:
         text += ["(d) TPE+ASHA vs random search without early stopping, equal epochs", d.round(3).to_string(),
                  f"mean share of random's epochs: {d['share'].mean():.2f} (target <= 0.50; NaN: "
                  "never reached)", ""]
+    text += stopped_by_asha(out, sorted(by_seed))
     (out / "summary.md").write_text("\n".join(text) + "\n")
     print("\n".join(text), flush=True)
+
+
+def stopped_by_asha(out: Path, seeds: list[int]) -> list[str]:
+    """For (d): each random-search configuration's final best beside what the sweep did with the
+    same configuration (both start from the same seeded random points), from the experiments'
+    epochs tables where `out/runs` still holds them."""
+    from hamtune.keys import FLOAT_HYPERPARAMETERS
+    from hamtune.store.tables import EPOCHS_FILE, read_table
+
+    text = []
+    for seed in seeds:
+        paths = {arm: out / "runs" / f"{arm}-{seed}" / EPOCHS_FILE for arm in ("random", "sweep")}
+        if not all(path.exists() for path in paths.values()):
+            continue
+        trials = {}
+        for arm, path in paths.items():
+            epochs, _ = read_table(str(path))
+            trials[arm] = epochs.sort_values(["trial_id", "epoch"]).groupby("trial_id").agg(
+                **{name: (name, "first") for name in FLOAT_HYPERPARAMETERS},
+                epochs=("epoch", "max"), best=("val_macro_f1", "max"), at_3=("val_macro_f1", lambda s: s.iloc[:3].max()))
+        merged = trials["random"].round(8).merge(trials["sweep"].round(8), on=list(FLOAT_HYPERPARAMETERS),
+                                                  how="left", suffixes=(" random", " sweep"))
+        merged = merged.sort_values("best random", ascending=False)
+        merged = merged.assign(learning_rate=merged["learning_rate"].map("{:.3g}".format)).round(4)
+        text += [f"seed {seed}: random search's configurations (best over 12 epochs, and over the first 3), "
+                 "beside the sweep's run of the same configuration (NaN: the sweep did not draw it)",
+                 merged.to_string(index=False), ""]
+    return text
 
 
 if __name__ == "__main__":
