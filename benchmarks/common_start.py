@@ -40,25 +40,17 @@ from typing import Any
 
 import numpy as np
 from machine import machine  # benchmarks/machine.py
+from devset import DEV_DATA, dev_sweep  # benchmarks/devset.py
 from parts import run_parts  # benchmarks/parts.py
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_DATA = REPO.parent / "shared" / "data" / "ham10000-dev"
 ARMS = ("common", "per-trial")
 
 
 def sweep_config(arm: str, args: argparse.Namespace) -> Any:
-    """The arm's settings, validated by hamtune itself (`parse_sweep`)."""
-    from hamtune.config import parse_sweep
-
-    return parse_sweep({
-        "name": f"common-start-{arm}",
-        "data": {"dir": str(args.data), "image_size": args.size, "split_seed": 0, "cache_dir": str(args.cache)},
-        "space": {"models": ["densenet121"], "learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
-                  "dropout": {"low": 0.0, "high": 0.5}, "class_weight_power": {"low": 0.0, "high": 1.0}},
-        "training": {"epochs": args.schedule_epochs, "patience": args.schedule_epochs, "batch_size": 32, "weights": "none",
-                     "mixed_precision": False, "seed_per_trial": arm == "per-trial"},
-    }, source=f"benchmark:{arm}")
+    """The arm's settings: the two arms differ only in `seed_per_trial`."""
+    return dev_sweep(f"common-start-{arm}", args, {"epochs": args.schedule_epochs, "patience": args.schedule_epochs,
+                                                   "seed_per_trial": arm == "per-trial"})
 
 
 def configurations(space: Any, count: int, seed: int) -> list[dict[str, Any]]:

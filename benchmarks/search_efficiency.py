@@ -46,19 +46,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from machine import machine  # benchmarks/machine.py
+from devset import DEV_DATA, dev_sweep  # benchmarks/devset.py
 from parts import run_parts  # benchmarks/parts.py
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_DATA = REPO.parent / "shared" / "data" / "ham10000-dev"
 RECIPE = {"model": "densenet121", "learning_rate": 1.0e-3, "dropout": 0.3, "class_weight_power": 1.0}
 ARMS = ("sweep", "recipe", "random", "refit-sweep", "refit-recipe")
 PATIENCE = 4
 
 
 def sweep_config(arm: str, seed: int, args: argparse.Namespace, trials: int) -> Any:
-    """The arm's sweep, built with hamtune's own validation (`parse_sweep`)."""
-    from hamtune.config import parse_sweep
-
+    """The arm's sweep."""
     search: dict[str, Any] = {"seed": seed, "trials": trials, "max_concurrent": 2}
     scheduler: Any = "none"
     patience, cpus = PATIENCE, 1
@@ -71,19 +69,9 @@ def sweep_config(arm: str, seed: int, args: argparse.Namespace, trials: int) -> 
     else:  # recipe: one trial, the notebook's settings
         search.update(max_concurrent=1, points_to_evaluate=[RECIPE])
         cpus = 2
-    return parse_sweep({
-        "name": f"{arm}-{seed}",
-        "data": {"dir": str(args.data), "image_size": args.size, "split_seed": 0, "cache_dir": str(args.cache)},
-        "space": {"models": ["densenet121"], "learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
-                  "dropout": {"low": 0.0, "high": 0.5}, "class_weight_power": {"low": 0.0, "high": 1.0}},
-        "search": search,
-        "scheduler": scheduler,
-        "training": {"epochs": args.epochs, "patience": patience, "batch_size": 32, "weights": "none",
-                     "mixed_precision": False},
-        "resources": {"cpus_per_trial": cpus},
-        "storage": str(args.out / "runs"),
-        "failures": {"max_retries": 1},
-    }, source=f"benchmark:{arm}")
+    return dev_sweep(f"{arm}-{seed}", args, {"epochs": args.epochs, "patience": patience}, search=search,
+                     scheduler=scheduler, resources={"cpus_per_trial": cpus}, storage=str(args.out / "runs"),
+                     failures={"max_retries": 1})
 
 
 def curve(experiment: Path, started: float) -> list[dict[str, Any]]:
@@ -224,17 +212,20 @@ def stopped_by_asha(out: Path, seeds: list[int]) -> list[str]:
         paths = {arm: out / "runs" / f"{arm}-{seed}" / EPOCHS_FILE for arm in ("random", "sweep")}
         if not all(path.exists() for path in paths.values()):
             continue
+        config = json.loads((paths["sweep"].parent / "config.json").read_text())
+        grace, budget = config["scheduler"]["grace_period"], config["training"]["epochs"]
         trials = {}
         for arm, path in paths.items():
             epochs, _ = read_table(str(path))
             trials[arm] = epochs.sort_values(["trial_id", "epoch"]).groupby("trial_id").agg(
                 **{name: (name, "first") for name in FLOAT_HYPERPARAMETERS},
-                epochs=("epoch", "max"), best=("val_macro_f1", "max"), at_3=("val_macro_f1", lambda s: s.iloc[:3].max()))
+                epochs=("epoch", "max"), best=("val_macro_f1", "max"), at_rung=("val_macro_f1", lambda s: s.iloc[:grace].max()))
         merged = trials["random"].round(8).merge(trials["sweep"].round(8), on=list(FLOAT_HYPERPARAMETERS),
                                                   how="left", suffixes=(" random", " sweep"))
         merged = merged.sort_values("best random", ascending=False)
         merged = merged.assign(learning_rate=merged["learning_rate"].map("{:.3g}".format)).round(4)
-        text += [f"seed {seed}: random search's configurations (best over 12 epochs, and over the first 3), "
+        text += [f"seed {seed}: random search's configurations (best over {budget} epochs, and over the first "
+                 f"{grace}, ASHA's first rung: at_rung), "
                  "beside the sweep's run of the same configuration (NaN: the sweep did not draw it)",
                  merged.to_string(index=False), ""]
     return text

@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 from machine import machine  # benchmarks/machine.py
+from devset import DEV_DATA, dev_sweep  # benchmarks/devset.py
 from parts import run_parts  # benchmarks/parts.py
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_DATA = REPO.parent / "shared" / "data" / "ham10000-dev"
 RECIPE = {"model": "densenet121", "learning_rate": 1e-3, "dropout": 0.3, "unfreeze_depth": 0,
           "class_weight_power": 1.0}
 ARMS = ("recipe", "cosine", "adamw", "cosine+adamw")
@@ -53,16 +53,10 @@ def training_settings(arm: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sweep_config(arm: str, args: argparse.Namespace) -> Any:
-    """The arm's settings, validated by hamtune itself (`parse_sweep`)."""
-    from hamtune.config import parse_sweep
-
-    return parse_sweep({
-        "name": f"stabilisers-{arm.replace('+', '-')}",
-        "data": {"dir": str(args.data), "image_size": args.size, "split_seed": 0, "cache_dir": str(args.cache)},
-        "space": {"models": ["densenet121"]},
-        "training": {"epochs": args.epochs, "patience": args.epochs, "batch_size": 32, "weights": "none",
-                     "mixed_precision": False, **training_settings(arm, args)},
-    }, source=f"benchmark:{arm}")
+    """The arm's settings: the recipe's, with the arm's schedule and weight decay."""
+    return dev_sweep(f"stabilisers-{arm.replace('+', '-')}", args,
+                     {"epochs": args.epochs, "patience": args.epochs, **training_settings(arm, args)},
+                     space={"models": ["densenet121"]})
 
 
 def swing(scores: list[float]) -> float:

@@ -35,30 +35,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from machine import machine  # benchmarks/machine.py
+from devset import DEV_DATA, dev_sweep  # benchmarks/devset.py
 from parts import run_parts  # benchmarks/parts.py
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_DATA = REPO.parent / "shared" / "data" / "ham10000-dev"
 ARMS = ("cold", "warm")
 
 
 def sweep_config(arm: str, seed: int, args: argparse.Namespace, storage: Path) -> Any:
-    """The arm's sweep, validated by hamtune itself (`parse_sweep`)."""
-    from hamtune.config import parse_sweep
-
-    return parse_sweep({
-        "name": f"{arm}-{seed}",
-        "data": {"dir": str(args.data), "image_size": args.size, "split_seed": 0, "cache_dir": str(args.cache)},
-        "space": {"models": ["densenet121"], "learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
-                  "dropout": {"low": 0.0, "high": 0.5}, "class_weight_power": {"low": 0.0, "high": 1.0}},
-        "search": {"seed": seed, "trials": args.trials, "max_concurrent": args.concurrent, "sampler": "random"},
-        "scheduler": "none",
-        "training": {"epochs": args.epochs, "patience": args.epochs, "batch_size": 32, "weights": "none",
-                     "mixed_precision": False, "warm_trials": arm == "warm"},
-        "resources": {"cpus_per_trial": 1},
-        "storage": str(storage),
-        "failures": {"max_retries": 0},
-    }, source=f"benchmark:{arm}")
+    """The arm's sweep: the two arms differ only in `warm_trials`."""
+    return dev_sweep(f"{arm}-{seed}", args, {"epochs": args.epochs, "patience": args.epochs,
+                                             "warm_trials": arm == "warm"},
+                     search={"seed": seed, "trials": args.trials, "max_concurrent": args.concurrent,
+                             "sampler": "random"},
+                     scheduler="none", resources={"cpus_per_trial": 1}, storage=str(storage),
+                     failures={"max_retries": 0})
 
 
 def per_trial(epochs: pd.DataFrame) -> pd.DataFrame:
