@@ -28,12 +28,9 @@ import numpy as np
 from hamtune.results.analysis import load_results
 from hamtune.training.device import use_backend
 from hamtune.errors import ConfigError, ExperimentError
-from hamtune.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from hamtune.evaluation.crossval import candidates, collect, fold_jobs, ranking_note
-from hamtune.evaluation.ensemble import average
 from hamtune.evaluation.fitting import check_cpus, FitJob, run_fits
 from hamtune.evaluation.folds import check_fold_count, grouped_folds
-from hamtune.evaluation.scoring import score_variant
 from hamtune.evaluation.resume import FinishedRuns, check_output
 from hamtune.evaluation.selection import check_top, resolve_experiment, top_trials
 from hamtune.evaluation import DEFAULT_FOLDS, DEFAULT_SENSITIVITY, DEFAULT_TOP, DEFAULT_TTA, STEPS, TTA_CHOICES
@@ -75,9 +72,7 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     """Cross-validate the top configurations, refit, then keep each of TTA, calibration and the
     ensemble only where it helped out of fold (or is in `force`), choose the melanoma threshold,
     score every variant on test and write the final model directory (see the module)."""
-    from hamtune.evaluation.artefact import write_final
     from hamtune.evaluation.refit import saved_sweep
-    from hamtune.evaluation.tta import VIEW_COUNTS, views_for
 
     _check(top, folds, mel_sensitivity, epochs, cpus, address, tta, force)
     experiment = resolve_experiment(location)
@@ -92,6 +87,13 @@ def evaluate(location: str, top: int = DEFAULT_TOP, folds: int = DEFAULT_FOLDS, 
     sweep, data = saved_sweep(experiment, "evaluate needs the data the sweep chose on")
     if address is None:  # training runs in this process: on the sweep's backend, or refused before any run
         use_backend(sweep.training.backend)
+    # Keras is imported only now (these modules hold Keras layers), so that it starts on that backend.
+    from hamtune.evaluation.artefact import write_final
+    from hamtune.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
+    from hamtune.evaluation.ensemble import average
+    from hamtune.evaluation.scoring import score_variant
+    from hamtune.evaluation.tta import VIEW_COUNTS, views_for
+
     dev = np.sort(np.concatenate([data.positions("train"), data.positions("val")]))
     test = data.positions("test")
     table = data.index.table

@@ -100,7 +100,9 @@ def test_sweep_file_errors_name_file_and_key(capsys: pytest.CaptureFixture, tmp_
 
 
 def test_the_command_starts_without_tensorflow_or_ray() -> None:
-    probe = ("import sys, hamtune.cli; hamtune.cli.build_parser(); "
+    """Nor does `evaluate`'s module import Keras: it must first read the sweep's backend and set
+    KERAS_BACKEND before Keras starts (tests/training/test_jax_backend.py runs it on JAX)."""
+    probe = ("import sys, hamtune.cli, hamtune.evaluation.evaluate; hamtune.cli.build_parser(); "
              "print(sorted(m for m in ('tensorflow', 'ray', 'keras', 'optuna') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

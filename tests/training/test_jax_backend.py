@@ -7,6 +7,7 @@ both and compared), tests/support/jax_trial.py for a whole trial, and the `hamtu
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from hamtune.data.synth import write_synthetic
+from hamtune.labels import CLASSES
 from tests.support.shared import REPO
 from tests.support.sweeps import backbone_weights_file, hamtune_env, tiny_sweep_yaml
 
@@ -90,28 +92,58 @@ def test_a_jax_trial_trains_checkpoints_resumes_and_exports_without_tensorflow(
     assert result["imported"] == []  # neither TensorFlow nor Ray nor Optuna
 
 
-@pytest.mark.ray
-def test_a_sweep_with_backend_jax_runs_end_to_end_tables_and_export_included(
-    tmp_path: Path, hamtune_cache: Path
-) -> None:
+@pytest.fixture(scope="module")
+def jax_experiment(tmp_path_factory: pytest.TempPathFactory, hamtune_cache: Path) -> Path:
     """One DenseNet121 trial at 32 px under JAX through `hamtune sweep` (head-only epoch, then
-    the top block); its best checkpoint then exported here, on TensorFlow: checkpoints do not
-    depend on the backend. One batch per epoch, so XLA compiles each phase's step once."""
-    settings = yaml.safe_load(tiny_sweep_yaml("jax", tmp_path / "runs", models=("densenet121",), trials=1,
+    the top block). One batch per epoch, so XLA compiles each phase's step once."""
+    root = tmp_path_factory.mktemp("jax")
+    settings = yaml.safe_load(tiny_sweep_yaml("jax", root / "runs", models=("densenet121",), trials=1,
                                               images=150, max_concurrent=1))
     settings["training"].update(backend="jax", batch_size=256)
-    sweep_file = tmp_path / "jax.yaml"
+    sweep_file = root / "jax.yaml"
     sweep_file.write_text(yaml.safe_dump(settings, sort_keys=False))
     run_python(["-m", "hamtune", "sweep", str(sweep_file)], hamtune_cache)
+    return root / "runs" / "jax"
 
-    experiment = tmp_path / "runs" / "jax"
-    trials = pd.read_parquet(experiment / "trials.parquet")
-    epochs = pd.read_parquet(experiment / "epochs.parquet")
+
+@pytest.mark.ray
+def test_a_sweep_with_backend_jax_runs_end_to_end_tables_and_export_included(
+    tmp_path: Path, jax_experiment: Path
+) -> None:
+    """The sweep's tables, then its best checkpoint exported here, on TensorFlow: checkpoints do
+    not depend on the backend."""
+    trials = pd.read_parquet(jax_experiment / "trials.parquet")
+    epochs = pd.read_parquet(jax_experiment / "epochs.parquet")
     assert list(trials["status"]) == ["TERMINATED"] and trials["val_macro_f1"].notna().all()
     assert sorted(epochs["epoch"]) == [1, 2] and list(epochs.sort_values("epoch")["phase"]) == [1, 2]
-    assert json.loads((experiment / "config.json").read_text())["training"]["backend"] == "jax"
+    assert json.loads((jax_experiment / "config.json").read_text())["training"]["backend"] == "jax"
 
     from hamtune.cli import main
 
-    assert main(["export", str(experiment), "--out", str(tmp_path / "export")]) == 0
+    assert main(["export", str(jax_experiment), "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "model.keras").is_file()
+
+
+@pytest.mark.ray
+def test_evaluate_of_a_jax_sweep_trains_in_process_on_jax(tmp_path: Path, jax_experiment: Path,
+                                                          hamtune_cache: Path, sample_dir: Path) -> None:
+    """`hamtune evaluate` without --address trains its fold runs and refit in its own process, on
+    the sweep's backend: with KERAS_BACKEND unset it picks JAX itself (a process already on
+    TensorFlow is refused before any run: test_device), and the final model it writes reproduces
+    the evaluated test probabilities (checked before writing) and classifies real images. One
+    configuration, 2 folds, each run capped at its head-only epoch."""
+    out = tmp_path / "final"
+    run_python(["-m", "hamtune", "evaluate", str(jax_experiment), "--top", "1", "--folds", "2",
+                         "--epochs", "1", "--out", str(out)], hamtune_cache)
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["config"]["training"]["backend"] == "jax"
+    assert report["reproduction_max_difference"] <= 1e-4
+    assert [row["variant"] for row in report["variants"]][:2] == ["sweep's best, refit", "CV-chosen, refit"]
+    assert report["final_variant"] in {row["variant"] for row in report["variants"]}
+    assert (out / "model.keras").is_file() and (out / "saved_model").is_dir()
+
+    images = sorted(sample_dir.rglob("*.jpg"))[:3]
+    predicted = run_python(["-m", "hamtune", "predict", str(out), *map(str, images), "--format", "csv"],
+                           hamtune_cache)
+    rows = pd.read_csv(io.StringIO(predicted.stdout))
+    assert len(rows) == 3 and rows[[f"p_{name}" for name in CLASSES]].sum(axis=1).round(3).eq(1).all(), predicted.stdout
