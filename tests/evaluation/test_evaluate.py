@@ -17,9 +17,7 @@ business, tested in tests/training/test_learning.py; evaluation's code is the sa
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +35,7 @@ from hamtune.evaluation.refit import probabilities
 from hamtune.evaluation.resume import WORK_DIR
 from hamtune.labels import CLASSES
 from tests.support.sweeps import backbone_weights_file, hamtune_env
-from tests.support.processes import wait_until
+from tests.support.processes import kill_group, own_session, wait_until
 from tests.support.real_sweep import real_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.real_data]
@@ -83,17 +81,10 @@ def final(experiment: Path, hamtune_cache: Path) -> tuple[Path, str]:
     args = ["evaluate", str(experiment), "--top", "2", "--folds", "2", "--ensemble", "--force-tta",
             "--force-calibration", "--address", "local", "--out", str(out)]
     log = experiment.parent / "evaluate-killed.log"
-    with log.open("w") as sink:
-        first = subprocess.Popen([sys.executable, "-m", "hamtune", *args], cwd=experiment.parent,
-                                 env=hamtune_env(hamtune_cache), stdout=sink, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-    try:
+    with own_session([sys.executable, "-m", "hamtune", *args], log, experiment.parent,
+                     hamtune_env(hamtune_cache)) as first:
         wait_until(lambda: any((out / WORK_DIR).glob("*.npz")), 900, "a first finished run", first, log)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=60)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
+        kill_group(first)
     kept = list((out / WORK_DIR).glob("*.npz"))
     other = _hamtune(*[("3" if arg == "2" and args[i - 1] == "--folds" else arg) for i, arg in enumerate(args)],
                      cache=hamtune_cache, cwd=experiment.parent, timeout=300)

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import os
+
+
+@contextmanager
+def own_session(command: list[str], log: Path, cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`command` started in a session of its own, its output into `log` (a file: a pipe nobody
+    reads while it runs would fill up); killed with its process group on the way out if it is
+    still running then, so a failed check leaves no driver or Ray behind."""
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL `process` and its process group (a driver and the local Ray it started), as a lost
+    SSH session or an OOM kill would end them, and reap it."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, process: subprocess.Popen,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support.processes import wait_until
+from tests.support.processes import kill_group, own_session, wait_until
 from tests.support.studies import assert_study_agrees_with_tables
 from tests.support.sweeps import hamtune_env, tiny_sweep_yaml
 
@@ -42,10 +42,7 @@ def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path
     experiment = tmp_path / "runs" / "resume"
     command = [sys.executable, "-m", "hamtune", "sweep", str(sweep_file)]
     log = tmp_path / "driver.log"  # a file, not a pipe nobody reads while the sweep runs
-    with log.open("w") as out:
-        driver = subprocess.Popen(command, cwd=tmp_path, env=hamtune_env(hamtune_cache),
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with own_session(command, log, tmp_path, hamtune_env(hamtune_cache)) as driver:
         # 1. A trial reported epoch 1 (with its checkpoint): kill that trial's process.
         first = wait_until(lambda: next(((name, r[0]) for name, r in reports(experiment).items() if r), None),
                            600, "a first checkpoint", driver, log)
@@ -62,11 +59,7 @@ def test_trial_and_driver_kills_lose_nothing(tmp_path: Path, hamtune_cache: Path
         # 3. Kill the driver (and the local Ray instance it started) mid-sweep, once Tune has
         #    had a moment to snapshot the experiment after that checkpoint.
         time.sleep(3)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+        kill_group(driver)
     if (experiment / "trials.parquet").exists():  # whatever was written before the kill is readable
         pd.read_parquet(experiment / "trials.parquet")
     before = {name: len(lines) for name, lines in reports(experiment).items()
@@ -185,18 +178,11 @@ def test_on_a_terminal_a_sweep_shows_one_progress_bar_and_the_first_ctrl_c_ends_
     command = [sys.executable, "-m", "hamtune", "sweep", str(sweep_file), "--resume"]
     seen = {name: len(lines) for name, lines in reports(experiment).items()}
     log = tmp_path / "resume.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    try:
+    with own_session(command, log, tmp_path, env) as driver:
         wait_until(lambda: any(len(lines) > seen.get(name, 0) for name, lines in reports(experiment).items()),
                    600, "the resumed sweep's first new epoch", driver, log)
         time.sleep(3)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+        kill_group(driver)
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
     trials = pd.read_parquet(experiment / "trials.parquet")
