@@ -29,6 +29,7 @@ from hamtune.config.types import (
     TrackingConfig,
     TrainingConfig,
     TrialPoint,
+    shown_params,
 )
 
 __all__ = [
@@ -36,5 +37,5 @@ __all__ = [
     "SAMPLERS", "SCRATCH", "TRANSFER", "DataConfig", "FailuresConfig", "FloatRange", "IntRange",
     "ModelResources", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "SpaceConfig", "SweepConfig",
     "SyntheticConfig", "TrackingConfig", "TrainingConfig", "TrialPoint", "load_sweep", "parse_point", "parse_sweep",
-    "to_dict", "with_overrides",
+    "shown_params", "to_dict", "with_overrides",
 ]

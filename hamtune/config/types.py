@@ -6,7 +6,9 @@ Everything downstream reads a `SweepConfig`; nothing here validates (that is `pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: Training modes, decided per model by its weights: "none" trains from scratch, anything else fine-tunes.
 SCRATCH = "scratch"
@@ -137,6 +139,10 @@ class TrainingConfig:
         """`SCRATCH` when the model has no weights to start from, else `TRANSFER`."""
         return SCRATCH if self.weights_for(model) == "none" else TRANSFER
 
+    def shown_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's hyperparameters as tables, reports and model cards show them (`shown_params`)."""
+        return shown_params(params, self.mode_for(params["model"]))
+
     def augmentation_for(self, model: str) -> str:
         """The augmentation a trial of `model` trains with ("auto" resolved by its mode)."""
         if self.augmentation == "auto":
@@ -147,6 +153,13 @@ class TrainingConfig:
     def gpu_policy(self) -> str:
         """The Keras dtype policy a trial on a GPU trains with (CPU trials train in float32)."""
         return PRECISION_POLICIES[self.mixed_precision]
+
+
+def shown_params(params: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
+    """`params` as shown to a user: no unfreeze depth for a model trained from scratch (`mode`
+    SCRATCH), where every block trains and the depth does not apply. Training still reads the
+    full depth (`hamtune.evaluation.selection.trial_params` puts it back)."""
+    return {**params, "unfreeze_depth": None} if mode == SCRATCH else dict(params)
 
 
 def weights_of(weights: str | dict[str, str], model: str) -> str:

@@ -39,6 +39,12 @@ def _versions(report: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in report["versions"].items())
 
 
+def _settings(params: dict[str, Any]) -> str:
+    """"model=densenet121, learning_rate=0.001, ...": a hyperparameter that does not apply (None,
+    the unfreeze depth from scratch) is left out."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items() if v is not None)
+
+
 def refit_card(report: dict[str, Any]) -> str:
     """A refit's MODEL_CARD.md: what was trained on what, how it scored on test, what it must not be used for."""
 
@@ -52,7 +58,7 @@ def refit_card(report: dict[str, Any]) -> str:
     support = [sum(row) for row in report["confusion_matrix"]]
     classes = pd.DataFrame({"class": list(CLASSES), "support": support, **{
         kind: [test[f"{kind}_{c}"] for c in CLASSES] for kind in ("precision", "recall", "f1")}})
-    settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    settings = _settings(params)
 
     return f"""# Model card: {params['model']} (trial {report['trial_id']})
 
@@ -95,9 +101,8 @@ def final_card(report: dict[str, Any], cv: CrossValidation) -> str:
     ranking = cv.summary[["config", "trial_id", "model", "sweep_rank", OBJECTIVE.name, "epochs", "cv_macro_f1_mean",
                           "cv_macro_f1_std", "cv_balanced_accuracy_mean", "cv_rank"]]
     members = "\n".join(
-        f"  - trial {m['trial_id']}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                for k, v in m["params"].items())
-        + f"; {m['epochs']} epoch(s), seed {m['seed']}, temperature {m['temperature']:.3f}" for m in report["members"])
+        f"  - trial {m['trial_id']}: {_settings(m['params'])}; {m['epochs']} epoch(s), seed {m['seed']}, "
+        f"temperature {m['temperature']:.3f}" for m in report["members"])
     calibration = report["calibration"]
     views = {"none": "", "flips": "the 4 flip views (mirror images, upside down and both)",
              "dihedral": "the 8 dihedral views (rotations and mirror images)"}[report["tta"]]

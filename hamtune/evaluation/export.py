@@ -64,7 +64,8 @@ def export(location: str, out: str, rank: int | None = None, trial_id: str | Non
     _load_checkpoint(str(trial["checkpoint"]), model, averaged=sweep.training.weight_averaging)
 
     info = {
-        "experiment": experiment.uri, "trial_id": str(trial["trial_id"]), "params": params,
+        "experiment": experiment.uri, "trial_id": str(trial["trial_id"]),
+        "params": sweep.training.shown_params(params),
         "mode": sweep.training.mode_for(params["model"]), "best_epoch": int(trial["best_epoch"]),
         "checkpoint": str(trial["checkpoint"]), "classes": list(CLASSES),
         "input": {"height": sweep.data.image_size, "width": sweep.data.image_size, "channels": 3,

@@ -116,7 +116,8 @@ def refit(location: str, rank: int | None = None, trial_id: str | None = None, e
     y_test = test["label"].to_numpy()
     meta = next(iter(results.metadata.values()))
     report = {
-        "experiment": experiment.uri, "trial_id": str(trial["trial_id"]), "params": params, "epochs": count,
+        "experiment": experiment.uri, "trial_id": str(trial["trial_id"]),
+        "params": sweep.training.shown_params(params), "epochs": count,
         "epochs_from": "the trial's best epoch" if epochs is None else "--epochs",
         "seed": seed, "train_seconds": fit.seconds, "test_images": len(test), "train_images": len(fit_pos),
         **score_test_split(y_test, fit.proba, test["lesion_id"].to_numpy(), seed),

@@ -23,7 +23,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hamtune.config import SCRATCH
+from hamtune.config import shown_params
 from hamtune.errors import ExperimentError
 from hamtune.store.tables import (
     EPOCHS_FILE,
@@ -170,11 +170,8 @@ class ResultRecorder(Callback):
         return rows
 
     def _shown_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        """A trial's hyperparameters as the tables show them: no unfreeze depth from scratch,
-        where every block trains and the depth does not apply (`trial_params` reads it back)."""
-        if self.modes.get(params["model"]) == SCRATCH:
-            return {**params, "unfreeze_depth": None}
-        return params
+        """A trial's hyperparameters as the tables show them (`shown_params`)."""
+        return shown_params(params, self.modes.get(params["model"]))
 
     def epoch_rows(self) -> list[dict[str, Any]]:
         return [

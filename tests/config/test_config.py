@@ -386,6 +386,19 @@ def test_weights_per_model_resolve_relative_to_the_sweep_file_and_round_trip(tmp
     assert [one.training.weights_for(m) for m in one.space.models] == ["none", "none"]
 
 
+def test_a_model_trained_from_scratch_shows_no_unfreeze_depth(tmp_path: Path) -> None:
+    """Every block of a from-scratch model trains, so the depth the trial carries (all 58 blocks
+    of DenseNet121) is shown as not applying; a fine-tuned model shows its depth."""
+    (tmp_path / "convnext.weights.h5").write_bytes(b"checked when the sweep starts, not here")
+    training = parse_sweep({"name": "x", "training": {"weights": {"convnext_small": str(tmp_path / "convnext.weights.h5"),
+                                                                  "densenet121": "none"}}}).training
+    scratch = {**POINT, "unfreeze_depth": 58}
+    assert training.shown_params(scratch) == {**POINT, "unfreeze_depth": None}
+    assert scratch["unfreeze_depth"] == 58  # a copy: training still reads the full depth
+    transfer = {**POINT, "model": "convnext_small", "unfreeze_depth": 2}
+    assert training.shown_params(transfer) == transfer
+
+
 def test_local_paths_resolve_against_the_current_directory_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
