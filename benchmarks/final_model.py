@@ -4,15 +4,18 @@
 
 Without EXPERIMENT it first runs `hamtune sweep sweeps/dev-quick.yaml` (the real 4,992-image
 development set, DenseNet121 from scratch at 32 px, 6 trials of at most 6 epochs). Then it runs
-`hamtune evaluate EXPERIMENT --top K --folds F --ensemble --address local` (TTA on; the runs as
-Ray tasks, as many at once as the sweep's per-trial resources allow), which scores on the test
-split, side by side and with 95 % lesion-bootstrap intervals:
+`hamtune evaluate EXPERIMENT --top K --folds F --ensemble --address local` with its defaults (TTA
+views following the training augmentation; the runs as Ray tasks, as many at once as the sweep's
+per-trial resources allow). Evaluate judges each step out of fold and keeps it only where it
+helped; the benchmark records those decisions and scores every variant on the test split, side
+by side and with 95 % lesion-bootstrap intervals:
 
   sweep's best, refit       the sweep's top trial retrained on train+val (what `hamtune refit` gives)
-  CV-chosen, refit          the configuration with the best mean macro F1 over F grouped folds
-  CV-chosen + TTA           ... averaged over the 8 dihedral views
+  CV-chosen, refit          the sweep's best unless another configuration beats it on the same
+                            F grouped folds by more than the paired difference's standard error
+  CV-chosen + TTA           ... averaged over the views its augmentation covers
   ... + calibration         ... temperature-scaled on out-of-fold predictions
-  ensemble of the top K     the K calibrated TTA refits averaged
+  ensemble                  the configurations within one standard error of the best CV mean
 
 Each row reports macro F1, balanced accuracy, melanoma sensitivity and specificity at the
 threshold chosen out of fold for 0.90 sensitivity, the argmax rule's melanoma sensitivity and
@@ -91,6 +94,9 @@ def main() -> None:
         f"{machine()}; experiment {experiment}; top {args.top}, {args.folds} folds; "
         f"{report['test_images']} test images; minutes: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in seconds.items()),
         report["cv_ranking"],
+        "steps, judged out of fold (final model: " + report["final_variant"] + "):\n"
+        + "\n".join(f"  {line}" for line in [*(step["decision"] for step in report["steps"]),
+                                              *report["ensemble_notes"]]),
         "test scores, 95% lesion-bootstrap intervals:\n" + scores.to_string(index=False),
         "what each step changed (value after minus value before):\n" + steps.to_string(),
     ])
