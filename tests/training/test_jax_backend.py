@@ -134,7 +134,7 @@ def test_evaluate_of_a_jax_sweep_trains_in_process_on_jax(tmp_path: Path, jax_ex
     configuration, 2 folds, each run capped at its head-only epoch."""
     out = tmp_path / "final"
     run_python(["-m", "hamtune", "evaluate", str(jax_experiment), "--top", "1", "--folds", "2",
-                         "--epochs", "1", "--out", str(out)], hamtune_cache)
+                "--epochs", "1", "--out", str(out)], hamtune_cache)
     report = json.loads((out / "evaluation.json").read_text())
     assert report["config"]["training"]["backend"] == "jax"
     assert report["reproduction_max_difference"] <= 1e-4
